@@ -1,0 +1,207 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads like maths with dot-import, as in GoMLX's own models
+)
+
+// LoRANodes are the adapter tensors inside a graph, keyed by the base weight's
+// HF name (e.g. "model.layers.0.self_attn.q_proj.weight"). A is [G, r, in] and
+// B is [G, out, r] (PEFT layouts with a leading group axis); sequence n of the
+// batch uses group n % G, so G per-pair copies give per-pair gradients in one
+// backward pass.
+type LoRANodes struct {
+	Scale float64 // alpha / rank
+	A, B  map[string]*Node
+}
+
+// WeightNodes maps HF weight names to graph nodes.
+type WeightNodes map[string]*Node
+
+// BindWeights turns the graph inputs (WeightShapes order) into named nodes.
+func BindWeights(cfg *Config, inputs []*Node) WeightNodes {
+	w := WeightNodes{}
+	for i, s := range cfg.WeightShapes() {
+		w[s.Name] = inputs[i]
+	}
+	return w
+}
+
+// Hidden runs the decoder on tokens [N, T] (int32, right-padded; positions
+// are 0..T-1 for every row, and the causal mask keeps valid positions from
+// seeing the padding after them) and returns the final-norm hidden states [N, T, H].
+func Hidden(cfg *Config, w WeightNodes, lora *LoRANodes, tokens *Node) *Node {
+	g := tokens.Graph()
+	n, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
+	emb := w["model.embed_tokens.weight"]
+	dt := emb.DType()
+	x := Gather(emb, ExpandAxes(tokens, -1)) // [N, T, H]
+	if cfg.Family() != Llama {
+		// Gemma scales embeddings by sqrt(hidden), rounded to the compute dtype as HF does.
+		x = MulScalar(x, float64(float32(math.Sqrt(float64(cfg.HiddenSize)))))
+	}
+	cos, sin := ropeTables(g, cfg, t, dt)
+	causal := LowerTriangular(g, t) // [T, T] bool, key s <= query t
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		mask := causal
+		if cfg.Family() == Gemma2 && cfg.SlidingWindow != nil && i%2 == 0 {
+			mask = LogicalAnd(causal, slidingMask(g, t, *cfg.SlidingWindow))
+		}
+		h := rmsNorm(cfg, x, w[p+"input_layernorm.weight"])
+		h = attention(cfg, w, lora, p, h, cos, sin, mask, n, t)
+		if cfg.Family() == Gemma2 {
+			h = rmsNorm(cfg, h, w[p+"post_attention_layernorm.weight"])
+			x = Add(x, h)
+			h = rmsNorm(cfg, x, w[p+"pre_feedforward_layernorm.weight"])
+			h = mlp(cfg, w, lora, p, h)
+			h = rmsNorm(cfg, h, w[p+"post_feedforward_layernorm.weight"])
+		} else {
+			x = Add(x, h)
+			h = rmsNorm(cfg, x, w[p+"post_attention_layernorm.weight"])
+			h = mlp(cfg, w, lora, p, h)
+		}
+		x = Add(x, h)
+	}
+	return rmsNorm(cfg, x, w["model.norm.weight"])
+}
+
+// Logits projects hidden states [..., H] to vocabulary logits [..., V].
+func Logits(cfg *Config, w WeightNodes, hidden *Node) *Node {
+	head := w["model.embed_tokens.weight"]
+	if !cfg.Tied() {
+		head = w["lm_head.weight"]
+	}
+	dims := hidden.Shape().Dimensions
+	flat := Reshape(hidden, -1, dims[len(dims)-1])
+	logits := DotGeneral(flat, []int{1}, nil, head, []int{1}, nil)
+	if cfg.FinalLogitSoftcapping != nil && *cfg.FinalLogitSoftcapping > 0 {
+		logits = softcap(logits, *cfg.FinalLogitSoftcapping)
+	}
+	out := append(append([]int{}, dims[:len(dims)-1]...), cfg.VocabSize)
+	return Reshape(logits, out...)
+}
+
+func softcap(x *Node, c float64) *Node { return MulScalar(Tanh(DivScalar(x, c)), c) }
+
+func rmsNorm(cfg *Config, x, w *Node) *Node {
+	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
+	y := Mul(x, Rsqrt(AddScalar(ms, cfg.RMSNormEps)))
+	if cfg.Family() != Llama {
+		w = AddScalar(w, 1) // Gemma stores the scale as an offset from 1
+	}
+	return Mul(y, bcast(w, y))
+}
+
+// bcast broadcasts x to like's shape, aligning trailing axes (numpy rules):
+// GoMLX binary ops only broadcast scalars implicitly.
+func bcast(x, like *Node) *Node {
+	return BroadcastToDims(ExpandLeftToRank(x, like.Rank()), like.Shape().Dimensions...)
+}
+
+// linear applies an HF [out, in] weight to x [N, T, in], plus the LoRA delta
+// when name is adapted.
+func linear(w WeightNodes, lora *LoRANodes, name string, x *Node) *Node {
+	W := w[name]
+	d := x.Shape().Dimensions
+	y := DotGeneral(Reshape(x, -1, d[2]), []int{1}, nil, W, []int{1}, nil)
+	y = Reshape(y, d[0], d[1], W.Shape().Dimensions[0])
+	if lora == nil {
+		return y
+	}
+	a, ok := lora.A[name]
+	if !ok {
+		return y
+	}
+	b := lora.B[name]
+	groups := a.Shape().Dimensions[0]
+	x4 := Reshape(x, d[0]/groups, groups, d[1], d[2])
+	xa := Einsum("kgti,gri->kgtr", x4, a)
+	delta := Einsum("kgtr,gor->kgto", xa, b)
+	delta = Reshape(delta, d[0], d[1], W.Shape().Dimensions[0])
+	return Add(y, MulScalar(delta, lora.Scale))
+}
+
+func attention(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x, cos, sin, mask *Node, n, t int) *Node {
+	nh, kvh, hd := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
+	q := Reshape(linear(w, lora, p+"self_attn.q_proj.weight", x), n, t, nh, hd)
+	k := Reshape(linear(w, lora, p+"self_attn.k_proj.weight", x), n, t, kvh, hd)
+	v := Reshape(linear(w, lora, p+"self_attn.v_proj.weight", x), n, t, kvh, hd)
+	q, k = rope(q, cos, sin), rope(k, cos, sin)
+	if rep := nh / kvh; rep > 1 { // grouped-query attention: each KV head serves rep query heads
+		k = Reshape(BroadcastToDims(InsertAxes(k, 3), n, t, kvh, rep, hd), n, t, nh, hd)
+		v = Reshape(BroadcastToDims(InsertAxes(v, 3), n, t, kvh, rep, hd), n, t, nh, hd)
+	}
+	scale := 1 / math.Sqrt(float64(hd))
+	if cfg.Family() != Llama {
+		scale = 1 / math.Sqrt(cfg.QueryPreAttnScalar)
+	}
+	scores := MulScalar(Einsum("nthd,nshd->nhts", q, k), scale)
+	if cfg.AttnLogitSoftcapping != nil && *cfg.AttnLogitSoftcapping > 0 {
+		scores = softcap(scores, *cfg.AttnLogitSoftcapping)
+	}
+	m := BroadcastToDims(Reshape(mask, 1, 1, t, t), n, nh, t, t)
+	scores = Where(m, scores, BroadcastToDims(Scalar(x.Graph(), scores.DType(), -1e9), n, nh, t, t))
+	probs := Softmax(scores, -1)
+	out := Reshape(Einsum("nhts,nshd->nthd", probs, v), n, t, nh*hd)
+	return linear(w, lora, p+"self_attn.o_proj.weight", out)
+}
+
+func mlp(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) *Node {
+	gate := linear(w, lora, p+"mlp.gate_proj.weight", x)
+	up := linear(w, lora, p+"mlp.up_proj.weight", x)
+	var act *Node
+	switch cfg.Activation() {
+	case "silu", "swish":
+		act = Mul(gate, Logistic(gate))
+	default: // GELU, tanh approximation (gelu_pytorch_tanh), as Gemma uses
+		c := math.Sqrt(2 / math.Pi)
+		inner := MulScalar(Add(gate, MulScalar(Mul(gate, Square(gate)), 0.044715)), c)
+		act = Mul(MulScalar(gate, 0.5), AddScalar(Tanh(inner), 1))
+	}
+	return linear(w, lora, p+"mlp.down_proj.weight", Mul(act, up))
+}
+
+// ropeTables builds HF-convention rotary tables [T, D]: frequencies for the
+// first half repeated for the second half (rotate_half layout).
+func ropeTables(g *Graph, cfg *Config, t int, dt dtypes.DType) (*Node, *Node) {
+	d := cfg.HeadDim
+	cos := make([]float64, t*d)
+	sin := make([]float64, t*d)
+	for pos := 0; pos < t; pos++ {
+		for i := 0; i < d/2; i++ {
+			inv := 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(d))
+			a := float64(pos) * inv
+			c, s := math.Cos(a), math.Sin(a)
+			cos[pos*d+i], cos[pos*d+i+d/2] = c, c
+			sin[pos*d+i], sin[pos*d+i+d/2] = s, s
+		}
+	}
+	mk := func(v []float64) *Node {
+		return ConvertDType(Reshape(Const(g, v), t, d), dt)
+	}
+	return mk(cos), mk(sin)
+}
+
+// rope rotates x [N, T, H, D] by position.
+func rope(x, cos, sin *Node) *Node {
+	d := x.Shape().Dimensions
+	hd := d[3]
+	c := Reshape(cos, 1, d[1], 1, hd)
+	s := Reshape(sin, 1, d[1], 1, hd)
+	x1 := SliceAxis(x, 3, AxisRange(0, hd/2))
+	x2 := SliceAxis(x, 3, AxisRange(hd/2, hd))
+	rot := Concatenate([]*Node{Neg(x2), x1}, 3)
+	return Add(Mul(x, BroadcastToDims(c, d...)), Mul(rot, BroadcastToDims(s, d...)))
+}
+
+// slidingMask keeps keys within window positions of the query (HF Gemma 2: t-s < window).
+func slidingMask(g *Graph, t, window int) *Node {
+	q := Iota(g, shapes.Make(dtypes.Int32, t, t), 0)
+	k := Iota(g, shapes.Make(dtypes.Int32, t, t), 1)
+	return LessThan(Sub(q, k), Scalar(g, dtypes.Int32, window))
+}
