@@ -90,7 +90,8 @@ func softcap(x *Node, c float64) *Node { return MulScalar(Tanh(DivScalar(x, c)),
 
 func rmsNorm(cfg *Config, x, w *Node) *Node {
 	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
-	y := Mul(x, Rsqrt(AddScalar(ms, cfg.RMSNormEps)))
+	// Div by Sqrt rather than Rsqrt: GoMLX defines no gradient for Rsqrt.
+	y := Div(x, bcast(Sqrt(AddScalar(ms, cfg.RMSNormEps)), x))
 	if cfg.Family() != Llama {
 		w = AddScalar(w, 1) // Gemma stores the scale as an offset from 1
 	}

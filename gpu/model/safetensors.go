@@ -33,8 +33,8 @@ var ErrSafetensors = errors.New("safetensors")
 const maxHeader = 100 << 20
 
 type stEntry struct {
-	DType   string  `json:"dtype"`
-	Shape   []int   `json:"shape"`
+	DType   string   `json:"dtype"`
+	Shape   []int    `json:"shape"`
 	Offsets [2]int64 `json:"data_offsets"`
 }
 

@@ -1,0 +1,327 @@
+package dpo
+
+import (
+	"hash/fnv"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/compute/dtypes"
+
+	"github.com/congrad-beam/congrad/gpu/model"
+)
+
+// testBucket is a stand-in hash for the countsketch contract: the device code
+// only evaluates whatever Bucket function it is given, so any deterministic
+// hash exercises the same path as congrad/sketch.
+func testBucket(k int) func(string, int) (int, float32) {
+	return func(p string, j int) (int, float32) {
+		h := fnv.New64a()
+		h.Write([]byte(p))
+		v := h.Sum64() ^ uint64(j)*0x9E3779B97F4A7C15
+		v ^= v >> 29
+		v *= 0xBF58476D1CE4E5B9
+		v ^= v >> 32
+		s := float32(1)
+		if v&1 == 1 {
+			s = -1
+		}
+		return int((v >> 1) % uint64(k)), s
+	}
+}
+
+func testGaussian(k int) func(string, int, []float32) {
+	return func(p string, j int, dst []float32) {
+		r := model.NewRNG(uint64(j), p)
+		for i := range dst {
+			dst[i] = float32(r.Normal() / math.Sqrt(float64(k)))
+		}
+	}
+}
+
+var pairs = []Input{
+	{PairID: "en", Prompt: "Name a colour.", Chosen: "Blue.", Rejected: "Dog"},
+	{PairID: "de", Prompt: "Nenne eine Farbe.", Chosen: "Grün, wie Gras.", Rejected: "?"},
+	{PairID: "ru", Prompt: "Назови цвет.", Chosen: "Красный.", Rejected: "Не знаю, правда"},
+}
+
+var tiny = model.NewTiny(11)
+
+func newX(t *testing.T, o Options) *Extractor {
+	t.Helper()
+	if o.Sketch.K == 0 {
+		o.Sketch = SketchSpec{Method: "countsketch", K: 64, Bucket: testBucket(64)}
+	}
+	if o.LoRA.Rank == 0 {
+		o.LoRA = model.LoRAOptions{Rank: 2, Seed: 5}
+	}
+	if o.MaxLen == 0 {
+		o.MaxLen = 64
+	}
+	x, err := NewExtractor(tiny, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func relErr(a, b []float64) float64 {
+	num, den := 0.0, 0.0
+	for i := range a {
+		num += (a[i] - b[i]) * (a[i] - b[i])
+		den += b[i] * b[i]
+	}
+	return math.Sqrt(num / math.Max(den, 1e-300))
+}
+
+// Central differences in float64: with eps=1e-5 the truncation error is
+// O(eps^2 |f”'|) ~ 1e-10 and the rounding error ~1e-16/eps ~ 1e-11, so a
+// 1e-6 relative tolerance can only fail on a wrong gradient.
+func TestPerPairGradientsMatchFiniteDifferences(t *testing.T) {
+	x := newX(t, Options{Batch: 2, Alpha: 0.05, Beta: 0.5, DType: dtypes.Float64,
+		LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.3}})
+	in := pairs[:2]
+	grads, err := x.exactGradients64(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := func(pair int) float64 {
+		out, err := x.Extract(in)
+		if err != nil || out[pair].Err != "" {
+			t.Fatal(err, out[pair].Err)
+		}
+		return out[pair].Loss
+	}
+	// Probe coordinates in A and B tensors of both layers.
+	const eps = 1e-5
+	checked := 0
+	for pi, p := range x.params {
+		if pi%3 != 0 && pi != len(x.params)-1 {
+			continue
+		}
+		off := 0
+		for _, q := range x.params[:pi] {
+			off += len(q.Value)
+		}
+		for _, j := range []int{0, len(p.Value) / 2} {
+			for pair := range in {
+				orig := float64(p.Value[j])
+				set := func(v float64) {
+					vals := toF64(p.Value)
+					vals[j] = v
+					x.lora[pi] = floatTensor(dtypes.Float64, vals, p.Dims...)
+				}
+				set(orig + eps)
+				up := loss(pair)
+				set(orig - eps)
+				down := loss(pair)
+				set(orig)
+				fd := (up - down) / (2 * eps)
+				got := grads[pair][off+j]
+				if math.Abs(fd-got) > 1e-6*math.Max(1e-3, math.Abs(fd)) {
+					t.Errorf("%s[%d] pair %d: gradient %.10g, finite difference %.10g", p.Name, j, pair, got, fd)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 8 {
+		t.Fatalf("only %d coordinates checked", checked)
+	}
+}
+
+func TestBatchedEqualsSingleAndIsolated(t *testing.T) {
+	o := Options{LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.2}, Alpha: 0.01}
+	o.Batch = 3
+	xb := newX(t, o)
+	o.Batch = 1
+	x1 := newX(t, o)
+	gb, _, err := xb.ExactGradients(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1, _, err := x1.ExactGradients(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pairs {
+		if e := relErr(f64(gb[i]), f64(g1[i])); e > 1e-5 {
+			t.Errorf("pair %d: batched vs B=1 relative error %g", i, e)
+		}
+	}
+	// Changing pair 2's data must not move pair 0's or 1's gradient.
+	changed := append([]Input{}, pairs...)
+	changed[2].Chosen = "Синий и ещё немного."
+	gc, _, err := xb.ExactGradients(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relErr(f64(gc[2]), f64(gb[2])) < 1e-3 {
+		t.Fatal("pair 2's gradient did not change with its data")
+	}
+	for i := 0; i < 2; i++ {
+		if e := relErr(f64(gc[i]), f64(gb[i])); e > 1e-6 {
+			t.Errorf("pair %d's gradient moved by %g when pair 2 changed", i, e)
+		}
+	}
+}
+
+func TestFreshLoRAOnlyBHasGradientAndSkipsRefForward(t *testing.T) {
+	x := newX(t, Options{Batch: 3})
+	if !x.refSame {
+		t.Fatal("B=0 LoRA should reuse the policy forward as the reference")
+	}
+	xr := newX(t, Options{Batch: 3, forceRefForward: true})
+	g, names, err := x.ExactGradients(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, _, _ := xr.ExactGradients(pairs)
+	for i := range pairs {
+		if e := relErr(f64(g[i]), f64(gr[i])); e > 1e-6 {
+			t.Errorf("pair %d: shortcut vs explicit reference differ by %g", i, e)
+		}
+		off, nonzeroB := 0, false
+		for k, p := range x.params {
+			for j := range p.Value {
+				v := g[i][off+j]
+				if p.IsA && v != 0 {
+					t.Fatalf("%s has gradient %v with B=0", names[k], v)
+				}
+				if !p.IsA && v != 0 {
+					nonzeroB = true
+				}
+			}
+			off += len(p.Value)
+		}
+		if !nonzeroB {
+			t.Errorf("pair %d: no B gradient", i)
+		}
+	}
+	out, _ := x.Extract(pairs)
+	for _, o := range out {
+		// At θ0 the policy is the reference: z is only the length margin and ℓ = log 2.
+		if math.Abs(o.Z) > 1e-9 || math.Abs(o.Loss-math.Ln2) > 1e-6 || o.RefChosenLogp >= 0 {
+			t.Errorf("%s: z=%v loss=%v ref=%v", o.PairID, o.Z, o.Loss, o.RefChosenLogp)
+		}
+	}
+}
+
+func TestDeviceSketchEqualsHostSketch(t *testing.T) {
+	for _, method := range []string{"countsketch", "gaussian"} {
+		t.Run(method, func(t *testing.T) {
+			const k = 32
+			spec := SketchSpec{Method: method, K: k, Bucket: testBucket(k), GaussianColumn: testGaussian(k)}
+			x := newX(t, Options{Batch: 2, Sketch: spec, LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.2}})
+			out, err := x.Extract(pairs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, names, err := x.ExactGradients(pairs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := make([]float32, k)
+			for i := range pairs {
+				host := make([]float64, k)
+				off := 0
+				for pi, p := range x.params {
+					for j := range p.Value {
+						v := float64(g[i][off+j])
+						if method == "countsketch" {
+							b, s := spec.Bucket(names[pi], j)
+							host[b] += float64(s) * v
+						} else {
+							spec.GaussianColumn(names[pi], j, col)
+							for c := range col {
+								host[c] += float64(col[c]) * v
+							}
+						}
+					}
+					off += len(p.Value)
+				}
+				if e := relErr(f64(out[i].Sketch), host); e > 1e-5 {
+					t.Errorf("pair %d: device vs host sketch relative error %g", i, e)
+				}
+			}
+			again, _ := x.Extract(pairs)
+			for i := range out {
+				for c := range out[i].Sketch {
+					if math.Float32bits(out[i].Sketch[c]) != math.Float32bits(again[i].Sketch[c]) {
+						t.Fatal("sketch not bit-identical across runs")
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestBadInputGivesPerPairReasons(t *testing.T) {
+	long := strings.Repeat("lang ", 40)
+	in := []Input{
+		{PairID: "ok", Prompt: "Hi", Chosen: "Hello!", Rejected: "Go away"},
+		{PairID: "empty", Prompt: "Hi", Chosen: "", Rejected: "x"},
+		{PairID: "longprompt", Prompt: long, Chosen: "Yes", Rejected: "No"},
+		{PairID: "longresp", Prompt: "Hi", Chosen: long, Rejected: "No"},
+	}
+	x := newX(t, Options{Batch: 3})
+	out, err := x.Extract(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Err != "" || out[2].Err != "" || out[2].Truncated == 0 || out[2].ChosenTokens != 3 {
+		t.Errorf("ok/longprompt: %+v %+v", out[0], out[2])
+	}
+	if !strings.Contains(out[1].Err, "empty chosen") || !strings.Contains(out[3].Err, "too long") {
+		t.Errorf("reasons: %q %q", out[1].Err, out[3].Err)
+	}
+	if x.Stats().Rejected.Load() != 2 || x.Stats().Truncated.Load() != 2 {
+		t.Errorf("stats: rejected %d truncated %d", x.Stats().Rejected.Load(), x.Stats().Truncated.Load())
+	}
+	xr := newX(t, Options{Batch: 3, Truncate: TruncateResponses})
+	out, _ = xr.Extract(in[3:])
+	if out[0].Err != "" || out[0].ChosenTokens >= len(long) || len(out[0].Sketch) != 64 {
+		t.Errorf("truncated responses: %+v", out[0])
+	}
+	// NaN in the input embedding of 'Z' poisons only the pairs containing 'Z'.
+	// The model is untied for this: a NaN row of a tied lm_head would put a
+	// NaN logit into every position of every pair.
+	bad := model.NewTiny(11)
+	untied := *bad.Config
+	f := false
+	untied.TieWordEmbeddings = &f
+	bad.Config = &untied
+	emb := bad.Weights["model.embed_tokens.weight"]
+	bad.Weights["lm_head.weight"] = &model.Tensor{Dims: emb.Dims, Data: append([]float32{}, emb.Data...)}
+	for j := 0; j < 64; j++ {
+		emb.Data['Z'*64+j] = float32(math.NaN())
+	}
+	xn, err := NewExtractor(bad, Options{Batch: 2, MaxLen: 64, LoRA: model.LoRAOptions{Rank: 2},
+		Sketch: SketchSpec{Method: "countsketch", K: 8, Bucket: testBucket(8)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = xn.Extract([]Input{{PairID: "nan", Prompt: "Zed", Chosen: "a", Rejected: "b"}, in[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out[0].Err, "non-finite") || out[1].Err != "" {
+		t.Errorf("NaN isolation: %q / %q", out[0].Err, out[1].Err)
+	}
+}
+
+func TestEncodeRejectsOutOfVocabulary(t *testing.T) {
+	e := encode(oovTok{}, 259, Input{Prompt: "a", Chosen: "b", Rejected: "c"}, 64, TruncatePrompt)
+	if !strings.Contains(e.err, "outside vocabulary") {
+		t.Fatalf("err = %q", e.err)
+	}
+	if _, err := NewExtractor(tiny, Options{Sketch: SketchSpec{Method: "bogus", K: 4}}); err == nil {
+		t.Fatal("bogus sketch method accepted")
+	}
+}
+
+type oovTok struct{ model.ByteTokenizer }
+
+func (oovTok) Encode(string) []int { return []int{999} }
+
+func f64(v []float32) []float64 { return toF64(v) }
