@@ -1,43 +1,15 @@
 package dpo
 
 import (
-	"hash/fnv"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
 
+	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/gpu/model"
 )
-
-// testBucket is a stand-in hash for the countsketch contract: the device code
-// only evaluates whatever Bucket function it is given, so any deterministic
-// hash exercises the same path as congrad/sketch.
-func testBucket(k int) func(string, int) (int, float32) {
-	return func(p string, j int) (int, float32) {
-		h := fnv.New64a()
-		h.Write([]byte(p))
-		v := h.Sum64() ^ uint64(j)*0x9E3779B97F4A7C15
-		v ^= v >> 29
-		v *= 0xBF58476D1CE4E5B9
-		v ^= v >> 32
-		s := float32(1)
-		if v&1 == 1 {
-			s = -1
-		}
-		return int((v >> 1) % uint64(k)), s
-	}
-}
-
-func testGaussian(k int) func(string, int, []float32) {
-	return func(p string, j int, dst []float32) {
-		r := model.NewRNG(uint64(j), p)
-		for i := range dst {
-			dst[i] = float32(r.Normal() / math.Sqrt(float64(k)))
-		}
-	}
-}
 
 var pairs = []Input{
 	{PairID: "en", Prompt: "Name a colour.", Chosen: "Blue.", Rejected: "Dog"},
@@ -50,7 +22,7 @@ var tiny = model.NewTiny(11)
 func newX(t *testing.T, o Options) *Extractor {
 	t.Helper()
 	if o.Sketch.K == 0 {
-		o.Sketch = SketchSpec{Method: "countsketch", K: 64, Bucket: testBucket(64)}
+		o.Sketch = sketch.Spec{Method: sketch.CountSketch, K: 64, Seed: 3, Version: sketch.Version}
 	}
 	if o.LoRA.Rank == 0 {
 		o.LoRA = model.LoRAOptions{Rank: 2, Seed: 5}
@@ -208,10 +180,9 @@ func TestFreshLoRAOnlyBHasGradientAndSkipsRefForward(t *testing.T) {
 }
 
 func TestDeviceSketchEqualsHostSketch(t *testing.T) {
-	for _, method := range []string{"countsketch", "gaussian"} {
-		t.Run(method, func(t *testing.T) {
-			const k = 32
-			spec := SketchSpec{Method: method, K: k, Bucket: testBucket(k), GaussianColumn: testGaussian(k)}
+	for _, method := range []sketch.Method{sketch.CountSketch, sketch.Gaussian} {
+		t.Run(string(method), func(t *testing.T) {
+			spec := sketch.Spec{Method: method, K: 32, Seed: 99, Version: sketch.Version}
 			x := newX(t, Options{Batch: 2, Sketch: spec, LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.2}})
 			out, err := x.Extract(pairs)
 			if err != nil {
@@ -221,26 +192,20 @@ func TestDeviceSketchEqualsHostSketch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			col := make([]float32, k)
 			for i := range pairs {
-				host := make([]float64, k)
+				h, err := sketch.New(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
 				off := 0
 				for pi, p := range x.params {
-					for j := range p.Value {
-						v := float64(g[i][off+j])
-						if method == "countsketch" {
-							b, s := spec.Bucket(names[pi], j)
-							host[b] += float64(s) * v
-						} else {
-							spec.GaussianColumn(names[pi], j, col)
-							for c := range col {
-								host[c] += float64(col[c]) * v
-							}
-						}
+					if err := h.Add(names[pi], 0, g[i][off:off+len(p.Value)]); err != nil {
+						t.Fatal(err)
 					}
 					off += len(p.Value)
 				}
-				if e := relErr(f64(out[i].Sketch), host); e > 1e-5 {
+				// Float32 sums in a different order: agreement to ~1e-6 relative.
+				if e := relErr(f64(out[i].Sketch), f64(h.Sketch())); e > 1e-5 || len(out[i].Sketch) != 32 {
 					t.Errorf("pair %d: device vs host sketch relative error %g", i, e)
 				}
 			}
@@ -280,7 +245,7 @@ func TestBadInputGivesPerPairReasons(t *testing.T) {
 	}
 	xr := newX(t, Options{Batch: 3, Truncate: TruncateResponses})
 	out, _ = xr.Extract(in[3:])
-	if out[0].Err != "" || out[0].ChosenTokens >= len(long) || len(out[0].Sketch) != 64 {
+	if out[0].Err != "" || out[0].ChosenTokens >= len(long) || len(out[0].Sketch) != 64 || out[0].RejectedTokens != 2 {
 		t.Errorf("truncated responses: %+v", out[0])
 	}
 	// NaN in the input embedding of 'Z' poisons only the pairs containing 'Z'.
@@ -297,7 +262,7 @@ func TestBadInputGivesPerPairReasons(t *testing.T) {
 		emb.Data['Z'*64+j] = float32(math.NaN())
 	}
 	xn, err := NewExtractor(bad, Options{Batch: 2, MaxLen: 64, LoRA: model.LoRAOptions{Rank: 2},
-		Sketch: SketchSpec{Method: "countsketch", K: 8, Bucket: testBucket(8)}})
+		Sketch: sketch.Spec{Method: sketch.CountSketch, K: 8, Version: sketch.Version}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +280,7 @@ func TestEncodeRejectsOutOfVocabulary(t *testing.T) {
 	if !strings.Contains(e.err, "outside vocabulary") {
 		t.Fatalf("err = %q", e.err)
 	}
-	if _, err := NewExtractor(tiny, Options{Sketch: SketchSpec{Method: "bogus", K: 4}}); err == nil {
+	if _, err := NewExtractor(tiny, Options{Sketch: sketch.Spec{Method: "bogus", K: 4, Version: sketch.Version}}); err == nil {
 		t.Fatal("bogus sketch method accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/gpu/model"
 )
 
@@ -95,28 +96,18 @@ const maxGaussianEntries = 1 << 28
 func (x *Extractor) buildSketch() error {
 	s := x.opts.Sketch
 	switch s.Method {
-	case "countsketch", "":
-		if s.K < 1 || s.Bucket == nil {
-			return fmt.Errorf("%w: countsketch needs K >= 1 and Bucket (got K=%d)", ErrOptions, s.K)
-		}
+	case sketch.CountSketch:
 		buckets := make([]int32, 0, x.d)
 		signs := make([]float64, 0, x.d)
 		for _, p := range x.params {
 			for j := range p.Value {
 				bk, sg := s.Bucket(p.Name, j)
-				if bk < 0 || bk >= s.K {
-					return fmt.Errorf("%w: bucket %d of %s[%d] outside [0,%d)", ErrOptions, bk, p.Name, j, s.K)
-				}
 				buckets = append(buckets, int32(bk))
 				signs = append(signs, float64(sg))
 			}
 		}
-		x.opts.Sketch.Method = "countsketch"
 		x.sketch = []*tensors.Tensor{tensors.FromFlatDataAndDimensions(buckets, x.d, 1), floatTensor(x.opts.DType, signs, x.d)}
-	case "gaussian":
-		if s.K < 1 || s.GaussianColumn == nil {
-			return fmt.Errorf("%w: gaussian needs K >= 1 and GaussianColumn", ErrOptions)
-		}
+	case sketch.Gaussian:
 		if int64(x.d)*int64(s.K) > maxGaussianEntries {
 			return fmt.Errorf("%w: gaussian sketch matrix d=%d x K=%d too large for the device; use countsketch", ErrOptions, x.d, s.K)
 		}
@@ -133,8 +124,8 @@ func (x *Extractor) buildSketch() error {
 			}
 		}
 		x.sketch = []*tensors.Tensor{floatTensor(x.opts.DType, mat, x.d, s.K)}
-	default:
-		return fmt.Errorf("%w: sketch method %q (want countsketch or gaussian)", ErrOptions, s.Method)
+	default: // Validate already rejected other methods
+		return fmt.Errorf("%w: sketch method %q", ErrOptions, s.Method)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads like maths
 
+	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/gpu/model"
 )
 
@@ -27,7 +28,7 @@ func (x *Extractor) numSketchInputs(m graphMode) int {
 	switch {
 	case m.exact:
 		return 0
-	case x.opts.Sketch.Method == "gaussian":
+	case x.opts.Sketch.Method == sketch.Gaussian:
 		return 1
 	default:
 		return 2
@@ -91,7 +92,7 @@ func (x *Extractor) graphFn(m graphMode) func(in []*Node) []*Node {
 		switch {
 		case m.exact:
 			out = gall
-		case x.opts.Sketch.Method == "gaussian":
+		case x.opts.Sketch.Method == sketch.Gaussian:
 			out = DotGeneral(gall, []int{1}, nil, sk[0], []int{0}, nil) // [B,K]
 		default:
 			// countsketch: s[h(j)] += σ(j) g[j], as a scatter of the [d, B] columns.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 
+	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/gpu/model"
 )
 
@@ -28,24 +29,17 @@ const (
 	TruncateResponses
 )
 
-// SketchSpec is the device side's view of the host sketch contract
-// (congrad/sketch.Spec): the method, k, and the per-(parameter, index)
-// bucket/sign or Gaussian column, which are evaluated once per model on the host.
-type SketchSpec struct {
-	Method         string // "countsketch" or "gaussian"
-	K              int
-	Bucket         func(param string, j int) (int, float32)
-	GaussianColumn func(param string, j int, dst []float32)
-}
-
 // Options configure an Extractor. Zero values take the defaults noted.
 type Options struct {
-	Beta     float64 // default 0.1
-	Alpha    float64 // length-margin weight; 0 is plain DPO
-	LoRA     model.LoRAOptions
-	MaxLen   int // tokens per sequence (prompt+response); default min(512, max_position_embeddings)
-	Batch    int // pairs per device call; default 8
-	Sketch   SketchSpec
+	Beta   float64 // default 0.1
+	Alpha  float64 // length-margin weight; 0 is plain DPO
+	LoRA   model.LoRAOptions
+	MaxLen int // tokens per sequence (prompt+response); default min(512, max_position_embeddings)
+	Batch  int // pairs per device call; default 8
+	// Sketch is the host sketch contract; its buckets/signs (or Gaussian
+	// columns) are evaluated once per Extractor on the host and kept on the
+	// device. The zero value means sketch.DefaultSpec().
+	Sketch   sketch.Spec
 	Truncate Truncate
 	// DType is the compute dtype: Float32 (default) or Float64 (for
 	// finite-difference checks; the Go backend supports it, XLA/GPU may not).
@@ -90,6 +84,12 @@ func (o Options) withDefaults(cfg *model.Config) (Options, error) {
 		o.DType = dtypes.Float32
 	}
 	o.LoRA = o.LoRA.WithDefaults()
+	if o.Sketch == (sketch.Spec{}) {
+		o.Sketch = sketch.DefaultSpec()
+	}
+	if err := o.Sketch.Validate(); err != nil {
+		return o, fmt.Errorf("%w: %v", ErrOptions, err)
+	}
 	switch {
 	case o.Beta < 0:
 		return o, fmt.Errorf("%w: beta %v < 0", ErrOptions, o.Beta)
