@@ -82,7 +82,7 @@ func AddF64(l []int64, f Format, v float64) {
 	}
 	s := uint(p & 31)
 	i := p >> 5
-	lo := m << s                // low 64 bits of m·2^s
+	lo := m << s                   // low 64 bits of m·2^s
 	top := m >> (64 - s) & mask(s) // bits that spill past 64 (s > 0 only)
 	neg := int64(0)
 	if b>>63 != 0 {

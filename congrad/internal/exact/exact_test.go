@@ -1,0 +1,163 @@
+package exact
+
+import (
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+)
+
+// randF32 draws float32 values over the whole finite range, including
+// subnormals, zeros and both signs, so every limb position is exercised.
+func randF32(r *rand.Rand) float32 {
+	for {
+		var v float32
+		switch r.IntN(4) {
+		case 0:
+			v = math.Float32frombits(r.Uint32())
+		case 1:
+			v = float32(r.NormFloat64())
+		case 2:
+			v = math.Float32frombits(r.Uint32() & 0x807fffff) // subnormal or zero
+		default:
+			v = float32(r.NormFloat64() * math.Pow(2, float64(r.IntN(60)-30)))
+		}
+		if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+			return v
+		}
+	}
+}
+
+// ratOfF32 is the exact rational value of a float32 (reference).
+func ratOfF32(v float32) *big.Rat { return new(big.Rat).SetFloat64(float64(v)) }
+
+func ratOfLimbs(l []int64, f Format) *big.Rat {
+	r := new(big.Rat).SetInt(BigInt(l))
+	scale := new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), uint(-f.Min)))
+	return r.Quo(r, scale)
+}
+
+func TestAddF32MatchesBigRat(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 300; trial++ {
+		l := make([]int64, F32.Limbs)
+		want := new(big.Rat)
+		n := 1 + r.IntN(50)
+		for i := 0; i < n; i++ {
+			v := randF32(r)
+			AddF32(l, v)
+			want.Add(want, ratOfF32(v))
+		}
+		if got := ratOfLimbs(l, F32); got.Cmp(want) != 0 {
+			t.Fatalf("trial %d: limbs hold %v, want %v", trial, got, want)
+		}
+		// Correct rounding: big.Rat.Float32 is the reference.
+		w, _ := want.Float32()
+		if got := Float32(l, F32); math.Float32bits(got) != math.Float32bits(w) && !(got == 0 && w == 0) {
+			t.Fatalf("trial %d: Float32 = %v (%#x), want %v (%#x)", trial, got, math.Float32bits(got), w, math.Float32bits(w))
+		}
+	}
+}
+
+func TestAddF64ProductsMatchBigRat(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := 0; trial < 300; trial++ {
+		l := make([]int64, F32Prod.Limbs)
+		want := new(big.Rat)
+		for i := 0; i < 1+r.IntN(40); i++ {
+			p := float64(randF32(r)) * float64(randF32(r)) // exact in float64
+			AddF64(l, F32Prod, p)
+			want.Add(want, new(big.Rat).SetFloat64(p))
+		}
+		if got := ratOfLimbs(l, F32Prod); got.Cmp(want) != 0 {
+			t.Fatalf("trial %d: limbs hold %v, want %v", trial, got.FloatString(20), want.FloatString(20))
+		}
+		w, _ := want.Float32()
+		if got := Float32(l, F32Prod); math.Float32bits(got) != math.Float32bits(w) && !(got == 0 && w == 0) {
+			t.Fatalf("trial %d: Float32 = %g, want %g", trial, got, w)
+		}
+	}
+}
+
+func TestFloat32RoundingEdges(t *testing.T) {
+	one := float32(1)
+	ulp := math.Nextafter32(1, 2) - 1
+	cases := []struct {
+		name string
+		in   []float32
+	}{
+		{"tie to even down", []float32{one, ulp / 2}},
+		{"tie to even up", []float32{math.Nextafter32(1, 2), ulp / 2}},
+		{"just above tie", []float32{one, ulp / 2, ulp / 1024}},
+		{"cancellation", []float32{1e30, 1, -1e30}},
+		{"overflow", []float32{math.MaxFloat32, math.MaxFloat32}},
+		{"neg overflow", []float32{-math.MaxFloat32, -math.MaxFloat32}},
+		{"subnormal sum", []float32{math.SmallestNonzeroFloat32, math.SmallestNonzeroFloat32}},
+		{"subnormal to normal", []float32{0x1p-127, 0x1p-127}},
+		{"zero", []float32{5, -5}},
+	}
+	for _, c := range cases {
+		l := make([]int64, F32.Limbs)
+		want := new(big.Rat)
+		for _, v := range c.in {
+			AddF32(l, v)
+			want.Add(want, ratOfF32(v))
+		}
+		w, _ := want.Float32()
+		if got := Float32(l, F32); math.Float32bits(got) != math.Float32bits(w) && !(got == 0 && w == 0) {
+			t.Errorf("%s: got %g, want %g", c.name, got, w)
+		}
+	}
+}
+
+func TestOrderAndNormalizeInvariance(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	vals := make([]float32, 2000)
+	for i := range vals {
+		vals[i] = randF32(r)
+	}
+	a := make([]int64, F32.Limbs)
+	for _, v := range vals {
+		AddF32(a, v)
+	}
+	// Reverse order, split in two halves, normalise one, then merge.
+	b1, b2 := make([]int64, F32.Limbs), make([]int64, F32.Limbs)
+	for i := len(vals) - 1; i >= 0; i-- {
+		if i%2 == 0 {
+			AddF32(b1, vals[i])
+		} else {
+			AddF32(b2, vals[i])
+		}
+	}
+	Normalize(b1)
+	AddTo(b1, b2)
+	if ratOfLimbs(a, F32).Cmp(ratOfLimbs(b1, F32)) != 0 {
+		t.Fatal("different order/grouping gave a different exact sum")
+	}
+	Normalize(a)
+	Normalize(b1)
+	for i := range a {
+		if a[i] != b1[i] {
+			t.Fatalf("normalised limbs differ at %d: %d vs %d", i, a[i], b1[i])
+		}
+	}
+}
+
+func TestQuotient32(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 200; trial++ {
+		l := make([]int64, F32.Limbs)
+		want := new(big.Rat)
+		n := int64(1 + r.IntN(20))
+		for i := int64(0); i < n; i++ {
+			v := randF32(r)
+			AddF32(l, v)
+			want.Add(want, ratOfF32(v))
+		}
+		want.Quo(want, new(big.Rat).SetInt64(n))
+		w, _ := want.Float32()
+		if got := Quotient32(l, F32, n); math.Float32bits(got) != math.Float32bits(w) {
+			t.Fatalf("trial %d: got %g want %g", trial, got, w)
+		}
+	}
+}
