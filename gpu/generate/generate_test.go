@@ -1,0 +1,141 @@
+package generate
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/congrad-beam/congrad/gpu/model"
+)
+
+var tiny = model.NewTiny(2)
+
+func newGen(t *testing.T, rows int) *Generator {
+	t.Helper()
+	g, err := New(tiny, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestGenerateSeededAndBatchIndependent(t *testing.T) {
+	prompts := []string{"Hello", "Привет, как дела?", "你好"}
+	o := SampleOptions{N: 2, Temperature: 0.9, TopP: 0.95, MaxTokens: 12, Seed: 7}
+	ctx := context.Background()
+	g4 := newGen(t, 4)
+	a, err := g4.Generate(ctx, prompts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := g4.Generate(ctx, prompts, o)
+	// Rows are refilled in a different order with 2 rows per call.
+	c, err := newGen(t, 2).Generate(ctx, prompts[1:], o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range prompts {
+		if len(a[p]) != 2 {
+			t.Fatalf("prompt %d: %d samples", p, len(a[p]))
+		}
+		for i := range a[p] {
+			if a[p][i] != b[p][i] {
+				t.Errorf("prompt %d sample %d not reproducible: %q vs %q", p, i, a[p][i], b[p][i])
+			}
+			if p > 0 && a[p][i] != c[p-1][i] {
+				t.Errorf("prompt %d sample %d depends on its batch: %q vs %q", p, i, a[p][i], c[p-1][i])
+			}
+			if n := utf8.RuneCountInString(a[p][i]); n > 12 || !utf8.ValidString(a[p][i]) {
+				t.Errorf("sample %q: %d runes or invalid UTF-8", a[p][i], n)
+			}
+		}
+	}
+	if a[0][0] == a[0][1] && a[1][0] == a[1][1] && a[2][0] == a[2][1] {
+		t.Error("samples 0 and 1 identical for every prompt: sample index not in the seed")
+	}
+	o.Seed = 8
+	d, _ := g4.Generate(ctx, prompts, o)
+	if d[0][0] == a[0][0] && d[1][0] == a[1][0] && d[2][0] == a[2][0] {
+		t.Error("seed does not change samples")
+	}
+}
+
+func TestGreedyAndStop(t *testing.T) {
+	g := newGen(t, 4)
+	ctx := context.Background()
+	out, err := g.Generate(ctx, []string{"abc"}, SampleOptions{N: 3, MaxTokens: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0][0] != out[0][1] || out[0][1] != out[0][2] {
+		t.Fatalf("greedy samples differ: %q", out[0])
+	}
+	full := out[0][0]
+	if len(full) < 2 {
+		t.Skipf("greedy continuation %q too short to test stop strings", full)
+	}
+	stop := full[1:2]
+	cut, _ := g.Generate(ctx, []string{"abc"}, SampleOptions{N: 1, MaxTokens: 10, Stop: []string{stop}})
+	if want := full[:strings.Index(full, stop)]; cut[0][0] != want {
+		t.Errorf("stop %q: got %q want %q", stop, cut[0][0], want)
+	}
+	if _, err := g.Generate(ctx, []string{"x"}, SampleOptions{TopP: 2}); err == nil {
+		t.Error("top_p 2 accepted")
+	}
+	if _, err := g.Generate(ctx, []string{"x"}, SampleOptions{MaxTokens: 10000}); err == nil {
+		t.Error("max_tokens beyond the model's positions accepted")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := g.Generate(cctx, []string{"x"}, SampleOptions{}); err == nil {
+		t.Error("cancelled context ignored")
+	}
+}
+
+func TestPickTopP(t *testing.T) {
+	logits := []float32{0, float32(math.Log(3)), float32(math.Log(6))} // probs 0.1, 0.3, 0.6
+	r := model.NewRNG(1, "t")
+	counts := make([]int, 3)
+	for i := 0; i < 20000; i++ {
+		counts[pick(logits, 1, 1, r)]++
+	}
+	for k, want := range []float64{0.1, 0.3, 0.6} {
+		if got := float64(counts[k]) / 20000; math.Abs(got-want) > 0.015 {
+			t.Errorf("token %d frequency %.3f want %.1f", k, got, want)
+		}
+	}
+	for i := 0; i < 1000; i++ { // top_p 0.5: only the 0.6 token survives
+		if k := pick(logits, 1, 0.5, r); k != 2 {
+			t.Fatalf("top_p 0.5 drew token %d", k)
+		}
+	}
+}
+
+func TestScoreProbs(t *testing.T) {
+	g := newGen(t, 2)
+	prompts := []string{"Rate this answer. Score: ", "Bewerte. Punkte: ", "評価: "}
+	ps, err := g.ScoreProbs(context.Background(), prompts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single, _ := newGen(t, 1).ScoreProbs(context.Background(), prompts[2:])
+	for i, p := range ps {
+		sum := 0.0
+		for _, v := range p {
+			if v <= 0 || v >= 1 {
+				t.Fatalf("prompt %d: prob %v", i, v)
+			}
+			sum += v
+		}
+		if len(p) != 6 || sum > 1 {
+			t.Fatalf("prompt %d: %v", i, p)
+		}
+	}
+	for k := range single[0] {
+		if math.Abs(single[0][k]-ps[2][k]) > 1e-6 {
+			t.Errorf("batched vs single score probs differ: %v %v", ps[2], single[0])
+		}
+	}
+}
