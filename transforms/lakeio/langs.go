@@ -1,0 +1,26 @@
+package lakeio
+
+import "strings"
+
+// ISO639_1 is the default list of accepted language codes: the two-letter
+// codes of ISO 639-1 (185 codes, including the withdrawn "sh" and "bh" that older
+// corpora still use). A prompt's lang may be a BCP-47 tag ("pt-BR",
+// "zh_Hant"); its primary subtag, lower-cased, must be in the list. Set
+// ReadOptions.Langs to accept others (e.g. ISO 639-3 codes such as "yue").
+var ISO639_1 = strings.Fields(`
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co
+cr cs cu cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl
+gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg
+ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk
+ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps
+pt qu rm rn ro ru rw sa sc sd se sg sh si sk sl sm sn so sq sr ss st su sv sw
+ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
+za zh zu`)
+
+// normLang lower-cases a tag, turns '_' into '-', and reports whether its
+// primary subtag is accepted.
+func normLang(tag string, accepted map[string]bool) (string, bool) {
+	t := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))
+	primary, _, _ := strings.Cut(t, "-")
+	return t, accepted[primary]
+}

@@ -1,0 +1,356 @@
+package lakeio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
+)
+
+// Write writes col, a PCollection of a schemas record type (Prompt,
+// Candidate, Pair, Sketch, Decision or DeadLetter), as opts.Shards files
+// named ShardName(prefix, i, Shards, Format), and returns PCollection<string>
+// of the file names once every file is final.
+//
+//	files := lakeio.Write(s, "/lake/run1/kept", kept, lakeio.WriteOptions{Shards: 4})
+//
+// A row goes to shard fnv64a(key) mod Shards, where key is the record's
+// stable key (PairID for pairs, sketches and decisions); rows are sorted by
+// key within a shard. Each file is written under "<name>.tmp-<random>" and
+// renamed when complete. After all shards are final, files matching
+// "<prefix>-NNNNN-of-MMMMM<ext>" with MMMMM != Shards (left by an earlier run
+// with another shard count) and leftover temporary files of the prefix are
+// removed, so rerunning a stage never leaves duplicates. Files of the other
+// format (.arrow vs .parquet) are not touched.
+//
+// One shard is sorted in memory on one worker: choose Shards so that a shard
+// fits comfortably (a few hundred MB).
+//
+// Write panics on invalid options or an element type without a file layout,
+// like beam.ParDo; TryWrite returns the error instead.
+func Write(s beam.Scope, prefix string, col beam.PCollection, opts WriteOptions) beam.PCollection {
+	out, err := TryWrite(s, prefix, col, opts)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// WritePairs is Write for PCollection<schemas.Pair>.
+func WritePairs(s beam.Scope, prefix string, pairs beam.PCollection, opts WriteOptions) beam.PCollection {
+	return Write(s, prefix, pairs, opts)
+}
+
+// WriteSketches is Write for PCollection<schemas.Sketch>; opts.SketchK and
+// opts.SketchSpec are required.
+func WriteSketches(s beam.Scope, prefix string, sketches beam.PCollection, opts WriteOptions) beam.PCollection {
+	return Write(s, prefix, sketches, opts)
+}
+
+// TryWrite is Write returning construction errors.
+func TryWrite(s beam.Scope, prefix string, col beam.PCollection, opts WriteOptions) (beam.PCollection, error) {
+	s = s.Scope("lakeio.Write")
+	o, err := opts.withDefaults()
+	if err != nil {
+		return beam.PCollection{}, err
+	}
+	if strings.TrimSpace(prefix) == "" {
+		return beam.PCollection{}, fmt.Errorf("%w: empty output prefix", ErrBadOptions)
+	}
+	if _, err := filesystem.New(context.Background(), prefix); err != nil {
+		return beam.PCollection{}, fmt.Errorf("lakeio.Write %s: %w", prefix, err)
+	}
+	kind, err := kindOf(col.Type().Type())
+	if err != nil {
+		return beam.PCollection{}, fmt.Errorf("lakeio.Write %s: %w", prefix, err)
+	}
+	co := codecOpts{Kind: kind, Conversational: o.Conversational, K: o.SketchK, Spec: o.SketchSpec}
+	if kind == "sketch" && o.SketchK <= 0 {
+		return beam.PCollection{}, fmt.Errorf("%w: writing sketches to %s needs SketchK > 0 (and SketchSpec)", ErrBadOptions, prefix)
+	}
+	sp := shardParams{Prefix: prefix, Format: o.Format, Shards: o.Shards, RowGroupRows: o.RowGroupRows}
+	keyed := beam.ParDo(s, &shardFn{Codec: co, Shards: o.Shards}, col)
+	grouped := beam.GroupByKey(s, keyed)
+	written := beam.ParDo(s, &writeShardFn{Codec: co, P: sp}, grouped)
+	return beam.ParDo(s, &finalizeFn{Codec: co, P: sp}, beam.Impulse(s), beam.SideInput{Input: written}), nil
+}
+
+type shardParams struct {
+	Prefix       string
+	Format       Format
+	Shards       int
+	RowGroupRows int
+}
+
+// shardOf is the shard of a key: fnv64a is stable across processes, Go
+// versions and languages, unlike Go's map hash.
+func shardOf(key string, n int) int {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return int(h.Sum64() % uint64(n))
+}
+
+type shardFn struct {
+	Codec  codecOpts
+	Shards int
+	c      anyCodec
+}
+
+func (f *shardFn) Setup() (err error) {
+	f.c, err = codecFor(f.Codec)
+	return err
+}
+
+func (f *shardFn) ProcessElement(v beam.X) (int, beam.X) {
+	return shardOf(f.c.key(v), f.Shards), v
+}
+
+type writeShardFn struct {
+	Codec codecOpts
+	P     shardParams
+	c     anyCodec
+}
+
+func (f *writeShardFn) Setup() (err error) {
+	f.c, err = codecFor(f.Codec)
+	return err
+}
+
+func (f *writeShardFn) ProcessElement(ctx context.Context, shard int, values func(*beam.X) bool, emit func(string)) error {
+	var rows []any
+	var v beam.X
+	for values(&v) {
+		rows = append(rows, v)
+	}
+	sortRows(f.c, rows)
+	name := ShardName(f.P.Prefix, shard, f.P.Shards, f.P.Format)
+	if err := writeFile(ctx, f.c, rows, name, f.P); err != nil {
+		return err
+	}
+	emit(name)
+	return nil
+}
+
+// sortRows orders rows by key; equal keys (duplicate ids) fall back to the
+// printed record so the order never depends on shuffle order.
+func sortRows(c anyCodec, rows []any) {
+	keys := make([]string, len(rows))
+	for i, r := range rows {
+		keys[i] = c.key(r)
+	}
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		ka, kb := keys[idx[a]], keys[idx[b]]
+		if ka != kb {
+			return ka < kb
+		}
+		return fmt.Sprintf("%#v", rows[idx[a]]) < fmt.Sprintf("%#v", rows[idx[b]])
+	})
+	sorted := make([]any, len(rows))
+	for i, j := range idx {
+		sorted[i] = rows[j]
+	}
+	copy(rows, sorted)
+}
+
+// onceCloser lets the Parquet writer close the sink and us close it again
+// (to learn the error) without a double close reaching the filesystem.
+type onceCloser struct {
+	io.WriteCloser
+	once sync.Once
+	err  error
+}
+
+func (o *onceCloser) Close() error {
+	o.once.Do(func() { o.err = o.WriteCloser.Close() })
+	return o.err
+}
+
+func tmpSuffix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return ".tmp-" + hex.EncodeToString(b[:])
+}
+
+// writeFile writes rows (already sorted) to name via a temporary file.
+func writeFile(ctx context.Context, c anyCodec, rows []any, name string, p shardParams) error {
+	fs, err := filesystem.New(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer fs.Close()
+	tmp := name + tmpSuffix()
+	w, err := fs.OpenWrite(ctx, tmp)
+	if err != nil {
+		return fmt.Errorf("lakeio: create %s: %w", tmp, err)
+	}
+	sink := &onceCloser{WriteCloser: w}
+	if err := encode(c, rows, sink, p); err != nil {
+		sink.Close()
+		removeQuietly(ctx, fs, tmp)
+		return fmt.Errorf("lakeio: write %s: %w", name, err)
+	}
+	if err := sink.Close(); err != nil {
+		removeQuietly(ctx, fs, tmp)
+		return fmt.Errorf("lakeio: close %s: %w", tmp, err)
+	}
+	if err := rename(ctx, fs, tmp, name); err != nil {
+		return fmt.Errorf("lakeio: rename %s -> %s: %w", tmp, name, err)
+	}
+	return nil
+}
+
+func removeQuietly(ctx context.Context, fs filesystem.Interface, p string) {
+	if rm, ok := fs.(filesystem.Remover); ok {
+		rm.Remove(ctx, p) // best effort: the next finalize removes leftovers too
+	}
+}
+
+// encode streams rows to w in batches of p.RowGroupRows.
+func encode(c anyCodec, rows []any, w io.Writer, p shardParams) error {
+	mem := memory.DefaultAllocator
+	schema := c.schema()
+	var write func(arrow.RecordBatch) error
+	var closeFn func() error
+	switch p.Format {
+	case Parquet:
+		props := parquet.NewWriterProperties(
+			parquet.WithCompression(compress.Codecs.Zstd),
+			parquet.WithMaxRowGroupLength(int64(p.RowGroupRows)),
+			parquet.WithAllocator(mem),
+		)
+		fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
+		if err != nil {
+			return err
+		}
+		write, closeFn = fw.Write, fw.Close
+	case ArrowIPC:
+		fw, err := ipc.NewFileWriter(w, ipc.WithSchema(schema), ipc.WithAllocator(mem))
+		if err != nil {
+			return err
+		}
+		write, closeFn = fw.Write, fw.Close
+	default:
+		return fmt.Errorf("%w: write format %q", ErrUnsupported, p.Format)
+	}
+	b := array.NewRecordBuilder(mem, schema)
+	defer b.Release()
+	for start := 0; start < len(rows); start += p.RowGroupRows {
+		end := min(start+p.RowGroupRows, len(rows))
+		if err := c.appendRows(b, rows[start:end]); err != nil {
+			closeFn()
+			return err
+		}
+		rec := b.NewRecordBatch()
+		err := write(rec)
+		rec.Release()
+		if err != nil {
+			closeFn()
+			return err
+		}
+	}
+	return closeFn()
+}
+
+type finalizeFn struct {
+	Codec codecOpts
+	P     shardParams
+	c     anyCodec
+}
+
+func (f *finalizeFn) Setup() (err error) {
+	f.c, err = codecFor(f.Codec)
+	return err
+}
+
+func (f *finalizeFn) ProcessElement(ctx context.Context, _ []byte, written func(*string) bool, emit func(string)) error {
+	done := map[string]bool{}
+	var name string
+	for written(&name) {
+		done[name] = true
+	}
+	var all []string
+	for i := 0; i < f.P.Shards; i++ {
+		n := ShardName(f.P.Prefix, i, f.P.Shards, f.P.Format)
+		all = append(all, n)
+		if !done[n] {
+			// No rows hashed here; still write the (empty) file so the file set
+			// is a function of the options and an old file of this name is
+			// replaced.
+			if err := writeFile(ctx, f.c, nil, n, f.P); err != nil {
+				return err
+			}
+		}
+	}
+	if err := removeStale(ctx, f.P, all); err != nil {
+		return err
+	}
+	for _, n := range all {
+		emit(n)
+	}
+	return nil
+}
+
+// removeStale deletes files of the prefix and format that this run did not
+// write: shards of another shard count and temporary files.
+func removeStale(ctx context.Context, p shardParams, keep []string) error {
+	keepSet := map[string]bool{}
+	for _, k := range keep {
+		keepSet[k] = true
+	}
+	matches, err := list(ctx, p.Prefix+"-*")
+	if err != nil {
+		return err
+	}
+	base := p.Prefix
+	re := regexp.MustCompile(`-(\d{5})-of-(\d{5})` + regexp.QuoteMeta(p.Format.Ext()) + `(\.tmp-[0-9a-f]+)?$`)
+	fs, err := filesystem.New(ctx, p.Prefix)
+	if err != nil {
+		return err
+	}
+	defer fs.Close()
+	rm, ok := fs.(filesystem.Remover)
+	for _, m := range matches {
+		if keepSet[m] || !strings.HasPrefix(trimScheme(m), trimScheme(base)+"-") {
+			continue
+		}
+		sm := re.FindStringSubmatch(m)
+		if sm == nil || len(trimScheme(m)) != len(trimScheme(base))+len(sm[0]) {
+			continue // another prefix that merely starts with ours ("pairs-dropped-...")
+		}
+		if n, _ := strconv.Atoi(sm[2]); n == p.Shards && sm[3] == "" {
+			continue
+		}
+		if !ok {
+			return fmt.Errorf("%w: cannot remove stale %s: filesystem has no Remove", ErrUnsupported, m)
+		}
+		if err := rm.Remove(ctx, m); err != nil {
+			return fmt.Errorf("lakeio: remove stale %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// trimScheme makes memfs names comparable: memfs lists keys with or without
+// its scheme depending on how they were written.
+func trimScheme(p string) string { return strings.TrimPrefix(p, "memfs://") }
