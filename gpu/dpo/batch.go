@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 )
@@ -83,7 +84,7 @@ func (x *Extractor) runBatch(mode graphMode, idx []int, encs []encoded) (rows []
 		floatTensor(dt, mask, 2*b, t),
 		floatTensor(dt, lenDiff, b),
 	}
-	if !mode.exact {
+	if !mode.exact && !mode.gradOnly {
 		for _, s := range x.sketch {
 			args = append(args, s)
 		}
@@ -127,8 +128,15 @@ func safeExec(e *Exec, args []any) (outs []*tensors.Tensor, err error) {
 }
 
 func floatTensor(dt dtypes.DType, v []float64, dims ...int) *tensors.Tensor {
-	if dt == dtypes.Float64 {
+	switch dt {
+	case dtypes.Float64:
 		return tensors.FromFlatDataAndDimensions(append([]float64{}, v...), dims...)
+	case dtypes.BFloat16:
+		b := make([]bfloat16.BFloat16, len(v))
+		for i, x := range v {
+			b[i] = bfloat16.FromFloat32(float32(x))
+		}
+		return tensors.FromFlatDataAndDimensions(b, dims...)
 	}
 	f := make([]float32, len(v))
 	for i, x := range v {
@@ -140,8 +148,16 @@ func floatTensor(dt dtypes.DType, v []float64, dims ...int) *tensors.Tensor {
 // flatten copies a float tensor to the host as float32 or float64 data.
 func flatten(t *tensors.Tensor) any {
 	defer t.FinalizeAll()
-	if t.DType() == dtypes.Float64 {
+	switch t.DType() {
+	case dtypes.Float64:
 		return tensors.MustCopyFlatData[float64](t)
+	case dtypes.BFloat16:
+		b := tensors.MustCopyFlatData[bfloat16.BFloat16](t)
+		f := make([]float32, len(b))
+		for i, x := range b {
+			f[i] = x.Float32()
+		}
+		return f
 	}
 	return tensors.MustCopyFlatData[float32](t)
 }

@@ -121,6 +121,19 @@ func TestBatchedEqualsSingleAndIsolated(t *testing.T) {
 			t.Errorf("pair %d: batched vs B=1 relative error %g", i, e)
 		}
 	}
+	norms, err := xb.GradNorms(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pairs {
+		n := 0.0
+		for _, v := range gb[i] {
+			n += float64(v) * float64(v)
+		}
+		if math.Abs(norms[i]-math.Sqrt(n)) > 1e-5*math.Sqrt(n) {
+			t.Errorf("pair %d: GradNorms %v, |g| %v", i, norms[i], math.Sqrt(n))
+		}
+	}
 	// Changing pair 2's data must not move pair 0's or 1's gradient.
 	changed := append([]Input{}, pairs...)
 	changed[2].Chosen = "Синий и ещё немного."

@@ -184,6 +184,20 @@ func (x *Extractor) exactGradients64(in []Input) ([][]float64, error) {
 	return out, firstErr
 }
 
+// GradNorms runs the same batched backward pass as Extract but returns
+// ||g_i|| instead of sketching (NaN for pairs that fail): Extract's time minus
+// GradNorms' time is the cost of the device sketch.
+func (x *Extractor) GradNorms(in []Input) ([]float64, error) {
+	out := make([]float64, len(in))
+	err := x.run(in, graphMode{gradOnly: true, refForward: !x.refSame}, func(i int, e encoded, r rowResult) {
+		out[i] = math.NaN()
+		if e.err == "" {
+			out[i] = r.vec[0]
+		}
+	})
+	return out, err
+}
+
 type rowResult struct {
 	vec                         []float64
 	loss, z, refW, refL, absSum float64

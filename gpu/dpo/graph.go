@@ -22,11 +22,12 @@ const fixedInputs = 4
 type graphMode struct {
 	exact      bool // return full per-pair gradients [B,d] instead of sketches
 	refForward bool // compute log π_ref with a LoRA-free forward pass
+	gradOnly   bool // return per-pair gradient norms [B,1] instead of sketches (benchmarks)
 }
 
 func (x *Extractor) numSketchInputs(m graphMode) int {
 	switch {
-	case m.exact:
+	case m.exact, m.gradOnly:
 		return 0
 	case x.opts.Sketch.Method == sketch.Gaussian:
 		return 1
@@ -92,6 +93,8 @@ func (x *Extractor) graphFn(m graphMode) func(in []*Node) []*Node {
 		switch {
 		case m.exact:
 			out = gall
+		case m.gradOnly:
+			out = Sqrt(ReduceAndKeep(Square(gall), ReduceSum, -1))
 		case x.opts.Sketch.Method == sketch.Gaussian:
 			out = DotGeneral(gall, []int{1}, nil, sk[0], []int{0}, nil) // [B,K]
 		default:

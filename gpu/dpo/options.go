@@ -41,8 +41,10 @@ type Options struct {
 	// device. The zero value means sketch.DefaultSpec().
 	Sketch   sketch.Spec
 	Truncate Truncate
-	// DType is the compute dtype: Float32 (default) or Float64 (for
-	// finite-difference checks; the Go backend supports it, XLA/GPU may not).
+	// DType is the compute dtype: Float32 (default), Float64 (for
+	// finite-difference checks; the Go backend supports it, XLA/GPU may not)
+	// or BFloat16 (GPU throughput measurements only: every op, softmax and
+	// log-sum-exp included, then runs in bf16).
 	DType dtypes.DType
 
 	forceRefForward bool // tests: compute π_ref with a forward pass even when LoRA B = 0
@@ -97,8 +99,8 @@ func (o Options) withDefaults(cfg *model.Config) (Options, error) {
 		return o, fmt.Errorf("%w: batch %d < 1", ErrOptions, o.Batch)
 	case o.MaxLen < 4 || o.MaxLen > cfg.MaxPositionEmbeddings:
 		return o, fmt.Errorf("%w: max_len %d outside [4, %d]", ErrOptions, o.MaxLen, cfg.MaxPositionEmbeddings)
-	case o.DType != dtypes.Float32 && o.DType != dtypes.Float64:
-		return o, fmt.Errorf("%w: dtype %s (want Float32 or Float64)", ErrOptions, o.DType)
+	case o.DType != dtypes.Float32 && o.DType != dtypes.Float64 && o.DType != dtypes.BFloat16:
+		return o, fmt.Errorf("%w: dtype %s (want Float32, Float64 or BFloat16)", ErrOptions, o.DType)
 	case o.Truncate < TruncatePrompt || o.Truncate > TruncateResponses:
 		return o, fmt.Errorf("%w: truncate rule %d", ErrOptions, o.Truncate)
 	}

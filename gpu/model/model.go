@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
@@ -39,26 +41,45 @@ func NewTiny(seed uint64) *Model {
 // the identity (1 for Llama, 0 for Gemma's 1+w), matrices N(0, 1/fan_in) so
 // activations and logits stay O(1) at any width.
 func InitWeights(cfg *Config, seed uint64) map[string]*Tensor {
-	w := map[string]*Tensor{}
-	for _, s := range cfg.WeightShapes() {
-		t := &Tensor{Dims: s.Dims}
-		t.Data = make([]float32, t.Size())
-		if len(s.Dims) == 1 {
-			if cfg.Family() == Llama {
-				for i := range t.Data {
-					t.Data[i] = 1
-				}
-			}
-		} else {
-			std := 1 / math.Sqrt(float64(s.Dims[1]))
-			r := NewRNG(seed, s.Name)
-			for i := range t.Data {
-				t.Data[i] = float32(std * r.Normal())
-			}
-		}
-		w[s.Name] = t
+	specs := cfg.WeightShapes()
+	ts := make([]*Tensor, len(specs))
+	// One goroutine per tensor: each has its own RNG stream, so the result
+	// does not depend on scheduling, and a 2B-parameter model inits in seconds.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, s := range specs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ts[i] = initTensor(cfg, seed, s)
+		}()
+	}
+	wg.Wait()
+	w := make(map[string]*Tensor, len(specs))
+	for i, s := range specs {
+		w[s.Name] = ts[i]
 	}
 	return w
+}
+
+func initTensor(cfg *Config, seed uint64, s WeightSpec) *Tensor {
+	t := &Tensor{Dims: s.Dims}
+	t.Data = make([]float32, t.Size())
+	if len(s.Dims) == 1 {
+		if cfg.Family() == Llama {
+			for i := range t.Data {
+				t.Data[i] = 1
+			}
+		}
+		return t
+	}
+	std := 1 / math.Sqrt(float64(s.Dims[1]))
+	r := NewRNG(seed, s.Name)
+	for i := range t.Data {
+		t.Data[i] = float32(std * r.Normal())
+	}
+	return t
 }
 
 // CheckWeights verifies that every tensor the config needs is present with the
@@ -163,8 +184,10 @@ func (m *Model) DeviceWeights(dt dtypes.DType) ([]*tensors.Tensor, error) {
 				d[j] = float64(v)
 			}
 			ts[i] = tensors.FromFlatDataAndDimensions(d, w.Dims...)
+		case dtypes.BFloat16:
+			ts[i] = tensors.FromFlatDataAndDimensions(bfloat16.FromFloat32s(w.Data...), w.Dims...)
 		default:
-			return nil, fmt.Errorf("model: dtype %s not supported (Float32, Float64)", dt)
+			return nil, fmt.Errorf("model: dtype %s not supported (Float32, Float64, BFloat16)", dt)
 		}
 	}
 	if m.dev == nil {

@@ -1,0 +1,285 @@
+// Package bench measures per-pair gradient extraction throughput (pairs/s,
+// achieved FLOP/s, model-FLOP utilisation, sketch share of the time) and the
+// backend's own matmul throughput as the baseline. cmd/gradbench and
+// scripts/gpu-check.sh drive it; a test runs a tiny dry run.
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/congrad-beam/congrad/congrad/sketch"
+	"github.com/congrad-beam/congrad/gpu/dpo"
+	"github.com/congrad-beam/congrad/gpu/model"
+)
+
+// Config selects the model shape and the workload.
+type Config struct {
+	Model      string // "tiny", "10m", "gemma2-2b", "llama3-8b" or a path to a config.json
+	SeqLen     int    // tokens per sequence (prompt+response), every pair padded to it
+	Batch      int    // pairs per device call
+	Steps      int    // timed device calls (after one warm-up call that compiles)
+	LoRARank   int
+	K          int     // sketch dimension
+	DType      string  // "f32" (default) or "bf16"
+	PeakTFLOPS float64 // for MFU; 989 = H100 SXM dense bf16
+	Seed       uint64
+}
+
+// Result is one measurement.
+type Result struct {
+	Config          Config
+	Backend         string
+	Params          int64 // base model parameters
+	LoRAParams      int
+	CompileSeconds  float64 // first call (compiles extract and grad-only graphs)
+	PairsPerSecond  float64
+	FLOPsPerPair    float64 // model FLOPs: forward + activation backward, causal attention
+	AchievedTFLOPS  float64
+	MFU             float64 // AchievedTFLOPS / PeakTFLOPS (0 when no peak given)
+	SketchShare     float64 // (t_extract - t_gradonly) / t_extract
+	MatmulTFLOPS    float64 // the same backend's square-matmul throughput, same dtype
+	RatioToMatmul   float64 // AchievedTFLOPS / MatmulTFLOPS
+	PeakHostRSSMiB  float64 // Go heap+runtime (device memory: see nvidia-smi in gpu-check.sh)
+	SecondsPerBatch float64
+}
+
+// ModelConfig resolves a model name to a config.
+func ModelConfig(name string) (*model.Config, error) {
+	softcap := func(v float64) *float64 { return &v }
+	window := 4096
+	switch name {
+	case "tiny":
+		return model.TinyConfig(), nil
+	case "10m": // ~9.9M parameters, byte vocabulary
+		return model.ParseConfig([]byte(`{"model_type":"llama","vocab_size":259,"hidden_size":256,"intermediate_size":1024,
+		"num_hidden_layers":10,"num_attention_heads":8,"num_key_value_heads":4,"max_position_embeddings":1024,"hidden_act":"silu"}`))
+	case "gemma2-2b": // google/gemma-2-2b shapes
+		c, err := model.ParseConfig([]byte(`{"model_type":"gemma2","vocab_size":256000,"hidden_size":2304,"intermediate_size":9216,
+		"num_hidden_layers":26,"num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"max_position_embeddings":8192,
+		"hidden_activation":"gelu_pytorch_tanh","query_pre_attn_scalar":256,"bos_token_id":2,"eos_token_id":1,"pad_token_id":0}`))
+		if c != nil {
+			c.AttnLogitSoftcapping, c.FinalLogitSoftcapping, c.SlidingWindow = softcap(50), softcap(30), &window
+		}
+		return c, err
+	case "llama3-8b":
+		return model.ParseConfig([]byte(`{"model_type":"llama","vocab_size":128256,"hidden_size":4096,"intermediate_size":14336,
+		"num_hidden_layers":32,"num_attention_heads":32,"num_key_value_heads":8,"max_position_embeddings":8192,
+		"rope_theta":500000,"tie_word_embeddings":false,"hidden_act":"silu"}`))
+	}
+	if strings.HasSuffix(name, ".json") {
+		return model.LoadConfig(name)
+	}
+	return nil, fmt.Errorf("bench: unknown model %q (tiny, 10m, gemma2-2b, llama3-8b, or a config.json path)", name)
+}
+
+// FLOPsPerPair counts model FLOPs for one pair (two sequences of t tokens):
+// forward matmuls 2·(linear params + H·V) per token, causal attention
+// 2·2·(t/2)·heads·head_dim per token and layer, and a backward pass through
+// the activations of the same cost (frozen base weights get no gradient;
+// LoRA terms are negligible). The reference forward is skipped with B=0.
+func FLOPsPerPair(c *model.Config, t int) float64 {
+	var lin float64
+	for _, s := range c.WeightShapes() {
+		if len(s.Dims) == 2 && strings.HasPrefix(s.Name, "model.layers.") {
+			lin += float64(s.Dims[0] * s.Dims[1])
+		}
+	}
+	perTok := 2*(lin+float64(c.HiddenSize*c.VocabSize)) +
+		float64(c.NumHiddenLayers)*4*float64(t)/2*float64(c.NumAttentionHeads*c.HeadDim)
+	return 2 * float64(t) * 2 * perTok
+}
+
+func dtypeOf(s string) (dtypes.DType, error) {
+	switch s {
+	case "", "f32":
+		return dtypes.Float32, nil
+	case "bf16":
+		return dtypes.BFloat16, nil
+	}
+	return dtypes.InvalidDType, fmt.Errorf("bench: dtype %q (f32 or bf16)", s)
+}
+
+// Run builds a model with random weights and measures extraction.
+func Run(c Config, log io.Writer) (Result, error) {
+	if c.Steps == 0 {
+		c.Steps = 3
+	}
+	if c.K == 0 {
+		c.K = 8192
+	}
+	r := Result{Config: c}
+	cfg, err := ModelConfig(c.Model)
+	if err != nil {
+		return r, err
+	}
+	if c.SeqLen < 8 || c.SeqLen > cfg.MaxPositionEmbeddings {
+		return r, fmt.Errorf("bench: seq %d outside [8, %d]", c.SeqLen, cfg.MaxPositionEmbeddings)
+	}
+	dt, err := dtypeOf(c.DType)
+	if err != nil {
+		return r, err
+	}
+	b, err := model.DefaultBackend()
+	if err != nil {
+		return r, err
+	}
+	r.Backend = b.Description()
+	t0 := time.Now()
+	m := &model.Model{Ref: "bench:" + c.Model, Config: cfg, Tok: model.ByteTokenizer{}, Weights: model.InitWeights(cfg, c.Seed), Backend: b}
+	r.Params = cfg.ParamCount()
+	fmt.Fprintf(log, "model %s: %d params, random weights in %.1fs, backend %s\n", c.Model, r.Params, time.Since(t0).Seconds(), r.Backend)
+	x, err := dpo.NewExtractor(m, dpo.Options{Batch: c.Batch, MaxLen: c.SeqLen, DType: dt,
+		LoRA:   model.LoRAOptions{Rank: c.LoRARank, Seed: c.Seed},
+		Sketch: sketch.Spec{Method: sketch.CountSketch, K: c.K, Seed: c.Seed, Version: sketch.Version}})
+	if err != nil {
+		return r, err
+	}
+	r.LoRAParams = x.Dim()
+	in := Pairs(c.Batch, c.SeqLen)
+	t0 = time.Now()
+	if _, err := x.Extract(in); err != nil {
+		return r, err
+	}
+	if _, err := x.GradNorms(in); err != nil {
+		return r, err
+	}
+	r.CompileSeconds = time.Since(t0).Seconds()
+	var rss float64
+	timeIt := func(f func() error) (float64, error) {
+		start := time.Now()
+		for i := 0; i < c.Steps; i++ {
+			if err := f(); err != nil {
+				return 0, err
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			rss = math.Max(rss, float64(ms.Sys)/(1<<20))
+		}
+		return time.Since(start).Seconds() / float64(c.Steps), nil
+	}
+	var bad string
+	tx, err := timeIt(func() error {
+		out, err := x.Extract(in)
+		if err == nil && out[0].Err != "" {
+			bad = out[0].Err
+		}
+		return err
+	})
+	if err != nil {
+		return r, err
+	}
+	if bad != "" {
+		return r, fmt.Errorf("bench: pair failed: %s", bad)
+	}
+	tg, err := timeIt(func() error { _, err := x.GradNorms(in); return err })
+	if err != nil {
+		return r, err
+	}
+	r.SecondsPerBatch = tx
+	r.PairsPerSecond = float64(c.Batch) / tx
+	r.FLOPsPerPair = FLOPsPerPair(cfg, c.SeqLen)
+	r.AchievedTFLOPS = r.FLOPsPerPair * r.PairsPerSecond / 1e12
+	if c.PeakTFLOPS > 0 {
+		r.MFU = r.AchievedTFLOPS / c.PeakTFLOPS
+	}
+	r.SketchShare = math.Max(0, (tx-tg)/tx)
+	r.PeakHostRSSMiB = rss
+	n := 512
+	if cfg.HiddenSize >= 2048 {
+		n = 4096
+	}
+	if r.MatmulTFLOPS, err = MatmulTFLOPS(b, dt, n, 3); err != nil {
+		return r, err
+	}
+	r.RatioToMatmul = r.AchievedTFLOPS / r.MatmulTFLOPS
+	return r, nil
+}
+
+// Pairs builds b pairs whose sequences are exactly seqLen byte tokens
+// ([BOS] prompt response [EOS]), with distinct contents per pair.
+func Pairs(b, seqLen int) []dpo.Input {
+	in := make([]dpo.Input, b)
+	p := (seqLen - 2) / 2
+	resp := seqLen - 2 - p
+	for i := range in {
+		fill := func(n int, c byte) string {
+			s := make([]byte, n)
+			for j := range s {
+				s[j] = 'a' + byte((j*7+i*3+int(c))%26)
+			}
+			return string(s)
+		}
+		in[i] = dpo.Input{PairID: fmt.Sprintf("bench-%d", i), Prompt: fill(p, 0), Chosen: fill(resp, 1), Rejected: fill(resp, 2)}
+	}
+	return in
+}
+
+// MatmulTFLOPS measures the backend's [n,n]x[n,n] matmul throughput (the
+// baseline for "achieved FLOP/s"), chaining 8 products per call so call
+// overhead does not dominate.
+func MatmulTFLOPS(b compute.Backend, dt dtypes.DType, n, reps int) (float64, error) {
+	const chain = 8
+	e, err := NewExec(b, func(a, m *Node) *Node {
+		a, m = ConvertDType(a, dt), ConvertDType(m, dt)
+		for i := 0; i < chain; i++ {
+			a = MatMul(a, m)
+		}
+		return ConvertDType(ReduceAllSum(a), dtypes.Float32)
+	})
+	if err != nil {
+		return 0, err
+	}
+	v := make([]float32, n*n)
+	for i := range v {
+		v[i] = 1 / float32(n) // keeps repeated products bounded
+	}
+	a := tensors.FromFlatDataAndDimensions(v, n, n)
+	run := func() error {
+		out, err := e.Exec(a, a)
+		if err == nil {
+			out[0].FinalizeAll()
+		}
+		return err
+	}
+	if err := run(); err != nil { // compile
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < reps; i++ {
+		if err := run(); err != nil {
+			return 0, err
+		}
+	}
+	sec := time.Since(start).Seconds() / float64(reps)
+	return chain * 2 * float64(n) * float64(n) * float64(n) / sec / 1e12, nil
+}
+
+// Format renders a result as the lines gpu-check.sh prints and docs/perf/gpu.md quotes.
+func (r Result) Format() string {
+	c := r.Config
+	return fmt.Sprintf(`model=%s params=%d lora_params=%d seq=%d batch=%d dtype=%s k=%d backend=%q
+compile_s=%.2f s_per_batch=%.4f pairs_per_s=%.3f
+model_flops_per_pair=%.4g achieved_tflops=%.4f (%.2f GFLOP/s) mfu=%.4f (peak %.0f TFLOP/s)
+sketch_share=%.4f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f
+`, c.Model, r.Params, r.LoRAParams, c.SeqLen, c.Batch, orDefault(c.DType, "f32"), c.K, r.Backend,
+		r.CompileSeconds, r.SecondsPerBatch, r.PairsPerSecond,
+		r.FLOPsPerPair, r.AchievedTFLOPS, r.AchievedTFLOPS*1000, r.MFU, c.PeakTFLOPS,
+		r.SketchShare, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
