@@ -23,7 +23,7 @@ type Sketcher struct {
 	// float64 without any rounding. Bands are flushed into the long
 	// accumulators before that limit. Layout [band][bucket].
 	bands   []float64
-	used    uint32 // bit b set when band b holds non-zero sums
+	used    uint32 // bit b set when band b may hold non-zero sums
 	pending int    // additions since the last flush
 
 	limbs []int64 // k long accumulators (exact.F32 for countsketch, exact.F32Prod for gaussian)
@@ -75,22 +75,30 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 	if offset < 0 || offset > math.MaxInt-len(block) {
 		return fmt.Errorf("%w: param %q offset %d len %d", ErrBadBlock, param, offset, len(block))
 	}
-	for i, v := range block {
-		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
-			return fmt.Errorf("%w: param %q index %d is %v", ErrNonFinite, param, offset+i, v)
+	lo, hi := scan(block)
+	if hi >= 0x7f800000 {
+		for i, v := range block {
+			if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+				return fmt.Errorf("%w: param %q index %d is %v", ErrNonFinite, param, offset+i, v)
+			}
 		}
+	}
+	if len(block) == 0 {
+		return nil
 	}
 	key := s.key(param)
 	if s.spec.Method == Gaussian {
 		s.addGaussian(key, offset, block)
 		return nil
 	}
+	s.markBands(lo, hi)
 	for len(block) > 0 {
 		n := min(len(block), bandFlush-s.pending)
 		s.addCount(key, uint64(offset), block[:n])
 		s.pending += n
 		if s.pending >= bandFlush {
 			s.flush()
+			s.markBands(lo, hi)
 		}
 		block, offset = block[n:], offset+n
 	}
@@ -98,23 +106,51 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 }
 
 // addCount is the countsketch hot loop: one SplitMix64 output per element,
-// sign applied by flipping the float's sign bit, one float64 add into the
-// element's exponent band.
+// the sign applied by flipping the float's sign bit, one exact float64 add
+// into the element's exponent band. The caller has marked the bands in use.
 func (s *Sketcher) addCount(key, j uint64, block []float32) {
-	k := uint64(s.k)
-	bands := s.bands
-	used := s.used
+	k := s.k
+	k64 := uint64(k)
+	bands := s.bands[:32*k]
 	z := key + (j+1)*golden // SplitMix64 state of column j
 	for _, v := range block {
 		x := mix(z)
 		z += golden
-		b, neg := bucketSign(x, k)
+		b, neg := bucketSign(x, k64)
 		w := math.Float32bits(v) ^ neg
-		band := w >> 26 & 31 // top 5 bits of the 8-bit exponent
-		used |= 1 << band
-		bands[int(band)*s.k+b] += float64(math.Float32frombits(w))
+		band := int(w>>26) & 31 // top 5 bits of the 8-bit exponent
+		bands[band*k+b] += float64(math.Float32frombits(w))
 	}
-	s.used = used
+}
+
+// scan returns the smallest and largest |v| of block as float32 bit patterns
+// (branch-free, 4 lanes); block is all finite iff hi < 0x7f800000.
+func scan(block []float32) (lo, hi uint32) {
+	lo0, lo1, lo2, lo3 := uint32(0xffffffff), uint32(0xffffffff), uint32(0xffffffff), uint32(0xffffffff)
+	var hi0, hi1, hi2, hi3 uint32
+	for len(block) >= 4 {
+		a := math.Float32bits(block[0]) & 0x7fffffff
+		b := math.Float32bits(block[1]) & 0x7fffffff
+		c := math.Float32bits(block[2]) & 0x7fffffff
+		d := math.Float32bits(block[3]) & 0x7fffffff
+		lo0, hi0 = min(lo0, a), max(hi0, a)
+		lo1, hi1 = min(lo1, b), max(hi1, b)
+		lo2, hi2 = min(lo2, c), max(hi2, c)
+		lo3, hi3 = min(lo3, d), max(hi3, d)
+		block = block[4:]
+	}
+	for _, v := range block {
+		a := math.Float32bits(v) & 0x7fffffff
+		lo0, hi0 = min(lo0, a), max(hi0, a)
+	}
+	return min(lo0, lo1, lo2, lo3), max(hi0, hi1, hi2, hi3)
+}
+
+// markBands records that bands band(lo)..band(hi) may hold non-zero sums.
+func (s *Sketcher) markBands(lo, hi uint32) {
+	for b := lo >> 26; b <= hi>>26; b++ {
+		s.used |= 1 << b
+	}
 }
 
 // flush moves the band sums into the long accumulators (exactly) and clears
