@@ -6,8 +6,9 @@
 //	        if <p_l, G_j> < 0:  p_l -= (<p_l, G_j> / ||G_j||²) G_j
 //	g* = Σ_l p_l
 //
-// Projections are against the ORIGINAL G_j; a zero G_j is skipped. All inner
-// products are float64; p_l is kept in float64 and rounded to float32 once.
+// Projections are against the ORIGINAL G_j; a zero G_j is skipped. Inner
+// products are float64 (through the Gram matrix of the G_l); p_l and g* are
+// formed in float64 and rounded to float32 once.
 package pcgrad
 
 import (
@@ -105,57 +106,58 @@ func Consensus(dirs map[string][]float32, seed uint64) (Result, error) {
 		}
 	}
 
+	// Surgery in coefficient space: p_l = Σ_m c[m]·G_m, so
+	// <p_l, G_j> = Σ_m c[m]·gram[m][j] costs O(L) instead of O(d), and a
+	// projection only changes c[j]. p_l is materialised once at the end,
+	// with one pass over d per non-zero coefficient.
+	c := make([]float64, L)
 	p := make([]float64, d)
 	sum := make([]float64, d)
 	for i := 0; i < L; i++ {
 		res.Orders[i] = Order(seed, i, L)
-		for c, x := range G[i] {
-			p[c] = float64(x)
-		}
+		clear(c)
 		if res.Norms[i] > 0 {
+			c[i] = 1
 			for _, j := range res.Orders[i] {
 				if res.Norms[j] == 0 {
 					continue
 				}
-				dot := dot64(p, G[j])
+				dot := 0.0
+				for m, cm := range c {
+					dot += cm * gram[m*L+j]
+				}
 				if dot < 0 {
-					f := dot / gram[j*L+j]
-					for c, x := range G[j] {
-						p[c] -= f * float64(x)
-					}
+					c[j] -= dot / gram[j*L+j]
 					res.Projections++
 				}
 			}
 		}
+		clear(p)
+		for m, cm := range c {
+			if cm != 0 {
+				axpy64(cm, G[m], p)
+			}
+		}
 		pl := make([]float32, d)
-		for c, x := range p {
-			pl[c] = float32(x)
-			sum[c] += x
+		for k, x := range p {
+			pl[k] = float32(x)
+			sum[k] += x
 		}
 		res.Projected[i] = pl
 	}
 	res.Consensus = make([]float32, d)
-	for c, x := range sum {
-		res.Consensus[c] = float32(x)
+	for k, x := range sum {
+		res.Consensus[k] = float32(x)
 	}
 	return res, nil
 }
 
-// dot64 is <p, g> with p in float64.
-func dot64(p []float64, g []float32) float64 {
-	g = g[:len(p)]
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(p); i += 4 {
-		s0 += p[i] * float64(g[i])
-		s1 += p[i+1] * float64(g[i+1])
-		s2 += p[i+2] * float64(g[i+2])
-		s3 += p[i+3] * float64(g[i+3])
+// axpy64 is y += a·x with x in float32.
+func axpy64(a float64, x []float32, y []float64) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] += a * float64(v)
 	}
-	for ; i < len(p); i++ {
-		s0 += p[i] * float64(g[i])
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // Order returns the seeded permutation of {0..L-1} \ {l} used for language

@@ -23,24 +23,30 @@ var (
 	ErrNonFinite = errors.New("vec: non-finite value")
 )
 
-// Dot returns <a, b> accumulated in float64 (4 partial sums, fixed order).
-// It reads min(len(a), len(b)) elements; callers that need equal lengths
-// check them (Cosine does).
+// Dot returns <a, b> accumulated in float64: 8 partial sums (element i goes
+// to sum i mod 8), combined pairwise in a fixed order. It reads
+// min(len(a), len(b)) elements; callers that need equal lengths check them
+// (Cosine does).
 func Dot(a, b []float32) float64 {
 	n := min(len(a), len(b))
 	a, b = a[:n], b[:n]
-	var s0, s1, s2, s3 float64
+	var s0, s1, s2, s3, s4, s5, s6, s7 float64
 	i := 0
-	for ; i+4 <= n; i += 4 {
-		s0 += float64(a[i]) * float64(b[i])
-		s1 += float64(a[i+1]) * float64(b[i+1])
-		s2 += float64(a[i+2]) * float64(b[i+2])
-		s3 += float64(a[i+3]) * float64(b[i+3])
+	for ; i+8 <= n; i += 8 {
+		x, y := a[i:i+8:i+8], b[i:i+8:i+8]
+		s0 += float64(x[0]) * float64(y[0])
+		s1 += float64(x[1]) * float64(y[1])
+		s2 += float64(x[2]) * float64(y[2])
+		s3 += float64(x[3]) * float64(y[3])
+		s4 += float64(x[4]) * float64(y[4])
+		s5 += float64(x[5]) * float64(y[5])
+		s6 += float64(x[6]) * float64(y[6])
+		s7 += float64(x[7]) * float64(y[7])
 	}
 	for ; i < n; i++ {
 		s0 += float64(a[i]) * float64(b[i])
 	}
-	return (s0 + s1) + (s2 + s3)
+	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
 // Norm returns ||a||_2.
@@ -49,6 +55,9 @@ func Norm(a []float32) float64 { return math.Sqrt(Dot(a, a)) }
 // CheckFinite returns an error wrapping ErrNonFinite that names the first
 // NaN/Inf index, or nil.
 func CheckFinite(a []float32) error {
+	if allFinite(a) {
+		return nil
+	}
 	for i, v := range a {
 		// The exponent field is all ones exactly for NaN and ±Inf.
 		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
@@ -64,13 +73,15 @@ func Cosine(a, b []float32) (float64, error) {
 	if len(a) != len(b) {
 		return 0, fmt.Errorf("%w: %d vs %d", ErrDim, len(a), len(b))
 	}
-	if err := CheckFinite(a); err != nil {
-		return 0, err
-	}
-	if err := CheckFinite(b); err != nil {
-		return 0, err
-	}
 	ab, aa, bb := dot3(a, b)
+	if !finite(aa) || !finite(bb) {
+		// Finite float32 inputs cannot overflow these float64 sums (at most
+		// 2^256 per term), so a non-finite sum means a NaN/Inf input.
+		if err := CheckFinite(a); err != nil {
+			return 0, err
+		}
+		return 0, CheckFinite(b)
+	}
 	return cosineFrom(ab, math.Sqrt(aa), math.Sqrt(bb))
 }
 
@@ -83,6 +94,8 @@ func cosineFrom(ab, na, nb float64) (float64, error) {
 	// Rounding can push |c| a hair past 1; the cosine is defined in [-1, 1].
 	return max(-1, min(1, c)), nil
 }
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // dot3 returns <a,b>, <a,a>, <b,b> in one pass.
 func dot3(a, b []float32) (ab, aa, bb float64) {
@@ -132,36 +145,74 @@ func NewTarget(g []float32) (*Target, error) {
 // Dim is the target's length.
 func (t *Target) Dim() int { return len(t.v) }
 
+// CosineNorm returns cos(s, target) given ||s|| (e.g. the Norm stored with
+// every sketch), so only <s, target> is computed: the filter's fast path.
+// norm must be Norm(s); a zero norm gives ErrZero. Errors as for Cosine.
+func (t *Target) CosineNorm(s []float32, norm float64) (float64, error) {
+	if len(s) != len(t.v) {
+		return 0, fmt.Errorf("%w: %d vs target %d", ErrDim, len(s), len(t.v))
+	}
+	if !finite(norm) || norm < 0 {
+		return 0, fmt.Errorf("%w: norm %v", ErrNonFinite, norm)
+	}
+	ab := Dot(s, t.v)
+	if !finite(ab) { // see Cosine: only a NaN/Inf input gets here
+		return 0, CheckFinite(s)
+	}
+	return cosineFrom(ab, norm, t.norm)
+}
+
 // Cosine returns cos(s, target). Errors as for the package-level Cosine.
 func (t *Target) Cosine(s []float32) (float64, error) {
 	if len(s) != len(t.v) {
 		return 0, fmt.Errorf("%w: %d vs target %d", ErrDim, len(s), len(t.v))
 	}
-	if err := CheckFinite(s); err != nil {
-		return 0, err
-	}
 	ab, aa := dot2(s, t.v)
+	if !finite(aa) { // see Cosine
+		return 0, CheckFinite(s)
+	}
 	return cosineFrom(ab, math.Sqrt(aa), t.norm)
 }
 
-// dot2 returns <a,b>, <a,a> in one pass.
+// dot2 returns <a,b>, <a,a> in one pass (4 partial sums each).
 func dot2(a, b []float32) (ab, aa float64) {
 	n := min(len(a), len(b))
 	a, b = a[:n], b[:n]
-	var x0, x1, y0, y1 float64
+	var x0, x1, x2, x3, y0, y1, y2, y3 float64
 	i := 0
-	for ; i+2 <= n; i += 2 {
-		p, q := float64(a[i]), float64(b[i])
-		r, s := float64(a[i+1]), float64(b[i+1])
-		x0 += p * q
-		y0 += p * p
-		x1 += r * s
-		y1 += r * r
+	for ; i+4 <= n; i += 4 {
+		p, q := a[i:i+4:i+4], b[i:i+4:i+4]
+		p0, p1, p2, p3 := float64(p[0]), float64(p[1]), float64(p[2]), float64(p[3])
+		x0 += p0 * float64(q[0])
+		x1 += p1 * float64(q[1])
+		x2 += p2 * float64(q[2])
+		x3 += p3 * float64(q[3])
+		y0 += p0 * p0
+		y1 += p1 * p1
+		y2 += p2 * p2
+		y3 += p3 * p3
 	}
 	for ; i < n; i++ {
 		p := float64(a[i])
 		x0 += p * float64(b[i])
 		y0 += p * p
 	}
-	return x0 + x1, y0 + y1
+	return (x0 + x1) + (x2 + x3), (y0 + y1) + (y2 + y3)
+}
+
+// allFinite is a branch-free scan: a float32 is finite iff its bits without
+// the sign are below those of +Inf.
+func allFinite(a []float32) bool {
+	var m0, m1, m2, m3 uint32
+	for len(a) >= 4 {
+		m0 = max(m0, math.Float32bits(a[0])&0x7fffffff)
+		m1 = max(m1, math.Float32bits(a[1])&0x7fffffff)
+		m2 = max(m2, math.Float32bits(a[2])&0x7fffffff)
+		m3 = max(m3, math.Float32bits(a[3])&0x7fffffff)
+		a = a[4:]
+	}
+	for _, v := range a {
+		m0 = max(m0, math.Float32bits(v)&0x7fffffff)
+	}
+	return max(m0, m1, m2, m3) < 0x7f800000
 }

@@ -116,3 +116,28 @@ func TestCheckFinite(t *testing.T) {
 		}
 	}
 }
+
+func TestTargetCosineNorm(t *testing.T) {
+	tg, _ := NewTarget([]float32{3, 4})
+	c, err := tg.CosineNorm([]float32{4, 3}, 5)
+	if err != nil || math.Abs(c-24.0/25) > 1e-15 {
+		t.Fatalf("%v %v", c, err)
+	}
+	for _, s := range [][]float32{{float32(math.NaN()), 1}, {float32(math.Inf(1)), 0}, {0, float32(math.Inf(-1))}} {
+		if _, err := tg.CosineNorm(s, 1); !errors.Is(err, ErrNonFinite) {
+			t.Fatalf("%v: %v", s, err)
+		}
+		if _, err := tg.Cosine(s); !errors.Is(err, ErrNonFinite) {
+			t.Fatalf("%v: %v", s, err)
+		}
+	}
+	if _, err := tg.CosineNorm([]float32{1, 1}, math.NaN()); !errors.Is(err, ErrNonFinite) {
+		t.Fatal(err)
+	}
+	if _, err := tg.CosineNorm([]float32{0, 0}, 0); !errors.Is(err, ErrZero) {
+		t.Fatal(err)
+	}
+	if _, err := tg.CosineNorm([]float32{1}, 1); !errors.Is(err, ErrDim) {
+		t.Fatal(err)
+	}
+}
