@@ -42,9 +42,9 @@ func GlobalCutoff(items []Scored, rho float64) (Cutoff, error) {
 	return c, nil
 }
 
-// DecideLanguageCutoff ranks one language's items and keeps those that pass
+// DecideWithCutoff ranks one language's items and keeps those that pass
 // the global cutoff. Errors: ErrMixedLanguages, ErrDuplicate.
-func DecideLanguageCutoff(items []Scored, c Cutoff) ([]Verdict, error) {
+func DecideWithCutoff(items []Scored, c Cutoff) ([]Verdict, error) {
 	sorted, nFinite, err := rank(items)
 	if err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func Decide(items []Scored, o Options) ([]Verdict, error) {
 		var vs []Verdict
 		var err error
 		if o.rule() == GlobalTop {
-			vs, err = DecideLanguageCutoff(byLang[l], cut)
+			vs, err = DecideWithCutoff(byLang[l], cut)
 		} else {
 			vs, err = DecideLanguage(byLang[l], o)
 		}

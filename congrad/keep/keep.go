@@ -137,14 +137,14 @@ func Better(a, b Scored) int {
 
 // DecideLanguage ranks one language's items and applies positive or top.
 // Verdicts come back best-first (non-finite last, by PairID). Errors:
-// ErrOptions (including global-top, which needs DecideLanguageCutoff),
+// ErrOptions (including global-top, which needs DecideWithCutoff),
 // ErrMixedLanguages, ErrDuplicate. No items: no verdicts, no error.
 func DecideLanguage(items []Scored, o Options) ([]Verdict, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	if o.rule() == GlobalTop {
-		return nil, fmt.Errorf("%w: global-top needs a cutoff over all languages (GlobalCutoff, DecideLanguageCutoff)", ErrOptions)
+		return nil, fmt.Errorf("%w: global-top needs a cutoff over all languages (GlobalCutoff, DecideWithCutoff)", ErrOptions)
 	}
 	sorted, nFinite, err := rank(items)
 	if err != nil {

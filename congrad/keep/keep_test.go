@@ -181,7 +181,7 @@ func TestDistributedGlobalTopMatchesReference(t *testing.T) {
 					li = append(li, it)
 				}
 			}
-			vs, err := DecideLanguageCutoff(li, cut)
+			vs, err := DecideWithCutoff(li, cut)
 			if err != nil {
 				t.Fatal(err)
 			}

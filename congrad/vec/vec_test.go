@@ -141,3 +141,29 @@ func TestTargetCosineNorm(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func FuzzCosineNoPanic(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 192, 127}, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	f.Fuzz(func(t *testing.T, ra, rb []byte) {
+		conv := func(raw []byte) []float32 {
+			v := make([]float32, len(raw)/4)
+			for i := range v {
+				v[i] = math.Float32frombits(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24)
+			}
+			return v
+		}
+		a, b := conv(ra), conv(rb)
+		c, err := Cosine(a, b)
+		if err == nil && (math.IsNaN(c) || c < -1 || c > 1) {
+			t.Fatalf("cosine %v out of [-1,1] without error", c)
+		}
+		if err == nil && (CheckFinite(a) != nil || CheckFinite(b) != nil) {
+			t.Fatal("non-finite input accepted")
+		}
+		if tg, err := NewTarget(b); err == nil {
+			if c, err := tg.Cosine(a); err == nil && (math.IsNaN(c) || c < -1 || c > 1) {
+				t.Fatalf("target cosine %v", c)
+			}
+		}
+	})
+}
