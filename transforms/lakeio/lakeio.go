@@ -145,3 +145,10 @@ func (o ReadOptions) withDefaults() ReadOptions {
 func ShardName(prefix string, i, n int, f Format) string {
 	return fmt.Sprintf("%s-%05d-of-%05d%s", prefix, i, n, f.Ext())
 }
+
+// ShardGlob matches the shard files of prefix and nothing else (not the
+// shards of a longer prefix such as "<prefix>-dropped"):
+// "<prefix>-?????-of-?????.parquet".
+func ShardGlob(prefix string, f Format) string {
+	return prefix + "-?????-of-?????" + f.Ext()
+}
