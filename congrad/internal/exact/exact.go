@@ -82,20 +82,21 @@ func AddF64(l []int64, f Format, v float64) {
 	}
 	s := uint(p & 31)
 	i := p >> 5
-	lo := m << s                   // low 64 bits of m·2^s
-	top := m >> (64 - s) & mask(s) // bits that spill past 64 (s > 0 only)
-	neg := int64(0)
-	if b>>63 != 0 {
-		neg = -1
+	lo := m << s                          // low 64 bits of m·2^s
+	top := int64(m >> (64 - s) & mask(s)) // bits that spill past 64 (s > 0 only)
+	w0, w1 := int64(lo&0xffffffff), int64(lo>>32)
+	if v < 0 {
+		w0, w1, top = -w0, -w1, -top
 	}
-	add := func(k int, x int64) {
-		if k < len(l) {
-			l[k] += (x ^ neg) - neg
-		}
+	// The callers' range guarantees i+2 < len(l) except at the very top,
+	// where the spilled bits are zero.
+	l[i] += w0
+	if i+1 < len(l) {
+		l[i+1] += w1
 	}
-	add(i, int64(lo&0xffffffff))
-	add(i+1, int64(lo>>32))
-	add(i+2, int64(top))
+	if i+2 < len(l) {
+		l[i+2] += top
+	}
 }
 
 func mask(s uint) uint64 {
