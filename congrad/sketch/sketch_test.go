@@ -484,3 +484,33 @@ func FuzzAdd(f *testing.F) {
 		_ = sk.Sketch()
 	})
 }
+
+// TestFlushPathBitIdentical lowers the flush threshold so band sums move into
+// the long accumulators many times, at points that depend on the split, and
+// checks the result against the unflushed sketch; Sketch mid-stream must not
+// change the final result either.
+func TestFlushPathBitIdentical(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	s := Spec{Method: CountSketch, K: 97, Seed: 5, Version: Version}
+	g := randGrad(r, map[string]int{"a": 5000, "b": 3000})
+	want := sketchOf(t, s, wholeBlocks(g)) // 8000 < 2^21: no flush
+	old := bandFlush
+	defer func() { bandFlush = old }()
+	for _, bf := range []int{1, 7, 100, 4096} {
+		bandFlush = bf
+		for trial := 0; trial < 5; trial++ {
+			sk := mustNew(t, s)
+			for i, b := range randomSplit(r, g) {
+				if err := sk.Add(b.param, b.offset, b.vals); err != nil {
+					t.Fatal(err)
+				}
+				if i%3 == 0 {
+					_ = sk.Sketch() // mid-stream read must not disturb the state
+				}
+			}
+			if i, ok := bitsEqual(sk.Sketch(), want); !ok {
+				t.Fatalf("bandFlush=%d trial %d: differs at %d", bf, trial, i)
+			}
+		}
+	}
+}

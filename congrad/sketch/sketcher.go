@@ -24,6 +24,7 @@ type Sketcher struct {
 	// accumulators before that limit. Layout [band][bucket].
 	bands   []float64
 	used    uint32 // bit b set when band b may hold non-zero sums
+	flushed bool   // limbs may be non-zero (a flush happened since Reset)
 	pending int    // additions since the last flush
 
 	limbs []int64 // k long accumulators (exact.F32 for countsketch, exact.F32Prod for gaussian)
@@ -37,8 +38,9 @@ type Sketcher struct {
 }
 
 // bandFlush is the number of countsketch additions after which bands must be
-// flushed to keep float64 band sums exact (see Sketcher.bands).
-const bandFlush = 1 << 21
+// flushed to keep float64 band sums exact (see Sketcher.bands). Any smaller
+// value is also exact; tests lower it to exercise the flush path.
+var bandFlush = 1 << 21
 
 // New returns a Sketcher for spec. Errors: ErrInvalidSpec.
 func New(spec Spec) (*Sketcher, error) {
@@ -170,6 +172,7 @@ func (s *Sketcher) flush() {
 		clear(row)
 	}
 	if s.used != 0 {
+		s.flushed = true
 		// Each flush adds < 2^32 per limb; normalising every time keeps the
 		// headroom argument trivial and costs little next to 2^21 elements.
 		for b := 0; b < s.k; b++ {
@@ -218,10 +221,42 @@ func (s *Sketcher) Sketch() []float32 {
 		}
 		return out
 	}
-	s.flush()
+	// Combine limbs and band sums per bucket without changing the state, so
+	// Sketch can be called mid-stream and costs one pass over the buckets.
 	L := exact.F32.Limbs
+	var usedBands []int
+	for band := 0; band < 32; band++ {
+		if s.used&(1<<band) != 0 {
+			usedBands = append(usedBands, band)
+		}
+	}
+	var buf [16]int64
+	w := buf[:L]
 	for b := range out {
-		out[b] = exact.Float32(s.limbs[b*L:(b+1)*L], exact.F32)
+		var single float64
+		nz := 0
+		for _, band := range usedBands {
+			if v := s.bands[band*s.k+b]; v != 0 {
+				single = v
+				nz++
+			}
+		}
+		if !s.flushed && nz <= 1 && math.Abs(single) < math.MaxFloat32 {
+			// One exact float64 term: the conversion rounds correctly.
+			out[b] = float32(single)
+			continue
+		}
+		if s.flushed {
+			copy(w, s.limbs[b*L:(b+1)*L])
+		} else {
+			clear(w)
+		}
+		for _, band := range usedBands {
+			if v := s.bands[band*s.k+b]; v != 0 {
+				exact.AddF64(w, exact.F32, v)
+			}
+		}
+		out[b] = exact.Float32(w, exact.F32)
 	}
 	return out
 }
@@ -234,5 +269,5 @@ func (s *Sketcher) Reset() {
 		}
 	}
 	clear(s.limbs)
-	s.used, s.pending, s.adds = 0, 0, 0
+	s.used, s.pending, s.adds, s.flushed = 0, 0, 0, false
 }
