@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ type Result struct {
 	RatioToMatmul   float64 // AchievedTFLOPS / MatmulTFLOPS
 	PeakHostRSSMiB  float64 // Go heap+runtime (device memory: see nvidia-smi in gpu-check.sh)
 	SecondsPerBatch float64
+	LoadAvg         string // /proc/loadavg at the end: other processes skew CPU figures
 }
 
 // ModelConfig resolves a model name to a config.
@@ -146,6 +148,16 @@ func Run(c Config, log io.Writer) (Result, error) {
 	}
 	r.LoRAParams = x.Dim()
 	in := Pairs(c.Batch, c.SeqLen)
+	// The matmul baseline is measured before and after the extraction and
+	// averaged, so a change in machine load during the run shows in both.
+	n := 512
+	if cfg.HiddenSize >= 2048 {
+		n = 4096
+	}
+	mmBefore, err := MatmulTFLOPS(b, dt, n, 3)
+	if err != nil {
+		return r, err
+	}
 	t0 = time.Now()
 	if _, err := x.Extract(in); err != nil {
 		return r, err
@@ -154,37 +166,29 @@ func Run(c Config, log io.Writer) (Result, error) {
 		return r, err
 	}
 	r.CompileSeconds = time.Since(t0).Seconds()
-	var rss float64
-	timeIt := func(f func() error) (float64, error) {
+	// Extract and the grad-only pass alternate, so load from other processes
+	// hits both alike and the sketch share is their difference under the same conditions.
+	var rss, tx, tg float64
+	for i := 0; i < c.Steps; i++ {
 		start := time.Now()
-		for i := 0; i < c.Steps; i++ {
-			if err := f(); err != nil {
-				return 0, err
-			}
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			rss = math.Max(rss, float64(ms.Sys)/(1<<20))
-		}
-		return time.Since(start).Seconds() / float64(c.Steps), nil
-	}
-	var bad string
-	tx, err := timeIt(func() error {
 		out, err := x.Extract(in)
-		if err == nil && out[0].Err != "" {
-			bad = out[0].Err
+		if err != nil {
+			return r, err
 		}
-		return err
-	})
-	if err != nil {
-		return r, err
+		if out[0].Err != "" {
+			return r, fmt.Errorf("bench: pair failed: %s", out[0].Err)
+		}
+		tx += time.Since(start).Seconds()
+		start = time.Now()
+		if _, err := x.GradNorms(in); err != nil {
+			return r, err
+		}
+		tg += time.Since(start).Seconds()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		rss = math.Max(rss, float64(ms.Sys)/(1<<20))
 	}
-	if bad != "" {
-		return r, fmt.Errorf("bench: pair failed: %s", bad)
-	}
-	tg, err := timeIt(func() error { _, err := x.GradNorms(in); return err })
-	if err != nil {
-		return r, err
-	}
+	tx, tg = tx/float64(c.Steps), tg/float64(c.Steps)
 	r.SecondsPerBatch = tx
 	r.PairsPerSecond = float64(c.Batch) / tx
 	r.FLOPsPerPair = FLOPsPerPair(cfg, c.SeqLen)
@@ -194,12 +198,13 @@ func Run(c Config, log io.Writer) (Result, error) {
 	}
 	r.SketchShare = math.Max(0, (tx-tg)/tx)
 	r.PeakHostRSSMiB = rss
-	n := 512
-	if cfg.HiddenSize >= 2048 {
-		n = 4096
-	}
-	if r.MatmulTFLOPS, err = MatmulTFLOPS(b, dt, n, 3); err != nil {
+	mmAfter, err := MatmulTFLOPS(b, dt, n, 3)
+	if err != nil {
 		return r, err
+	}
+	r.MatmulTFLOPS = (mmBefore + mmAfter) / 2
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.LoadAvg = strings.TrimSpace(string(la))
 	}
 	r.RatioToMatmul = r.AchievedTFLOPS / r.MatmulTFLOPS
 	return r, nil
@@ -270,11 +275,11 @@ func (r Result) Format() string {
 	return fmt.Sprintf(`model=%s params=%d lora_params=%d seq=%d batch=%d dtype=%s k=%d backend=%q
 compile_s=%.2f s_per_batch=%.4f pairs_per_s=%.3f
 model_flops_per_pair=%.4g achieved_tflops=%.4f (%.2f GFLOP/s) mfu=%.4f (peak %.0f TFLOP/s)
-sketch_share=%.4f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f
+sketch_share=%.4f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f loadavg=%q
 `, c.Model, r.Params, r.LoRAParams, c.SeqLen, c.Batch, orDefault(c.DType, "f32"), c.K, r.Backend,
 		r.CompileSeconds, r.SecondsPerBatch, r.PairsPerSecond,
 		r.FLOPsPerPair, r.AchievedTFLOPS, r.AchievedTFLOPS*1000, r.MFU, c.PeakTFLOPS,
-		r.SketchShare, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB)
+		r.SketchShare, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB, r.LoadAvg)
 }
 
 func orDefault(s, d string) string {
