@@ -514,3 +514,54 @@ func TestFlushPathBitIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeCacheBitIdentical: cached codes (with budgets that cache all,
+// some, or none of the columns) give the same sketches as hashing, for
+// power-of-two and other K, across several gradients and random splits.
+func TestCodeCacheBitIdentical(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 13))
+	sizes := map[string]int{"a": 3000, "b": 1200, "c": 7}
+	for _, k := range []int{1, 500, 1024} {
+		s := Spec{Method: CountSketch, K: k, Seed: 21, Version: Version}
+		for _, budget := range []int{1 << 20, 2500, 10} {
+			cached := mustNew(t, s)
+			cached.CacheCodes(budget)
+			for gi := 0; gi < 4; gi++ {
+				g := randGrad(r, sizes)
+				want := sketchOf(t, s, wholeBlocks(g))
+				cached.Reset()
+				for _, b := range randomSplit(r, g) {
+					if err := cached.Add(b.param, b.offset, b.vals); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if i, ok := bitsEqual(cached.Sketch(), want); !ok {
+					t.Fatalf("k=%d budget=%d gradient %d: differs at %d", k, budget, gi, i)
+				}
+			}
+			if cached.codeUsed > budget {
+				t.Fatalf("cache used %d columns, budget %d", cached.codeUsed, budget)
+			}
+		}
+	}
+}
+
+func TestNonPow2MatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 14))
+	for _, k := range []int{3, 500, 8191} {
+		s := Spec{Method: CountSketch, K: k, Seed: 2, Version: Version}
+		g := make([]float32, 2000)
+		want := make([]float64, k)
+		for j := range g {
+			g[j] = float32(r.IntN(64) - 32)
+			b, sg := s.Bucket("w", 7+j)
+			want[b] += float64(sg) * float64(g[j])
+		}
+		got := sketchOf(t, s, []block{{"w", 7, g}})
+		for i := range got {
+			if float64(got[i]) != want[i] {
+				t.Fatalf("k=%d: sketch[%d]=%v, definition %v", k, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -32,6 +32,10 @@ type Sketcher struct {
 
 	col []float32 // gaussian: scratch column
 
+	codes    map[string][]uint32 // CacheCodes: per-param bucket|sign codes
+	codeMax  int                 // budget in columns
+	codeUsed int
+
 	lastParam string // cache: the parameter key of the last Add
 	lastKey   uint64
 	haveKey   bool
@@ -96,7 +100,14 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 	s.markBands(lo, hi)
 	for len(block) > 0 {
 		n := min(len(block), bandFlush-s.pending)
-		s.addCount(key, uint64(offset), block[:n])
+		switch codes := s.codesFor(param, key, offset, n); {
+		case codes != nil:
+			s.addCodes(codes, block[:n])
+		case s.k&(s.k-1) == 0:
+			s.addCountPow2(key, uint64(offset), block[:n])
+		default:
+			s.addCount(key, uint64(offset), block[:n])
+		}
 		s.pending += n
 		if s.pending >= bandFlush {
 			s.flush()
