@@ -81,8 +81,8 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 	if offset < 0 || offset > math.MaxInt-len(block) {
 		return fmt.Errorf("%w: param %q offset %d len %d", ErrBadBlock, param, offset, len(block))
 	}
-	lo, hi := scan(block)
-	if hi >= 0x7f800000 {
+	bands := scan(block)
+	if bands&(1<<31) != 0 {
 		for i, v := range block {
 			if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
 				return fmt.Errorf("%w: param %q index %d is %v", ErrNonFinite, param, offset+i, v)
@@ -97,7 +97,7 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 		s.addGaussian(key, offset, block)
 		return nil
 	}
-	s.markBands(lo, hi)
+	s.used |= bands
 	for len(block) > 0 {
 		n := min(len(block), bandFlush-s.pending)
 		switch codes := s.codesFor(param, key, offset, n); {
@@ -111,7 +111,7 @@ func (s *Sketcher) Add(param string, offset int, block []float32) error {
 		s.pending += n
 		if s.pending >= bandFlush {
 			s.flush()
-			s.markBands(lo, hi)
+			s.used |= bands
 		}
 		block, offset = block[n:], offset+n
 	}
@@ -136,34 +136,22 @@ func (s *Sketcher) addCount(key, j uint64, block []float32) {
 	}
 }
 
-// scan returns the smallest and largest |v| of block as float32 bit patterns
-// (branch-free, 4 lanes); block is all finite iff hi < 0x7f800000.
-func scan(block []float32) (lo, hi uint32) {
-	lo0, lo1, lo2, lo3 := uint32(0xffffffff), uint32(0xffffffff), uint32(0xffffffff), uint32(0xffffffff)
-	var hi0, hi1, hi2, hi3 uint32
+// scan returns the set of exponent bands (bit b for band b) that block's
+// values fall in. Band 31 holds exponents 248..255, so a block with NaN or
+// ±Inf always sets bit 31; only then does Add look for them one by one.
+func scan(block []float32) uint32 {
+	var m0, m1, m2, m3 uint32
 	for len(block) >= 4 {
-		a := math.Float32bits(block[0]) & 0x7fffffff
-		b := math.Float32bits(block[1]) & 0x7fffffff
-		c := math.Float32bits(block[2]) & 0x7fffffff
-		d := math.Float32bits(block[3]) & 0x7fffffff
-		lo0, hi0 = min(lo0, a), max(hi0, a)
-		lo1, hi1 = min(lo1, b), max(hi1, b)
-		lo2, hi2 = min(lo2, c), max(hi2, c)
-		lo3, hi3 = min(lo3, d), max(hi3, d)
+		m0 |= 1 << (math.Float32bits(block[0]) >> 26 & 31)
+		m1 |= 1 << (math.Float32bits(block[1]) >> 26 & 31)
+		m2 |= 1 << (math.Float32bits(block[2]) >> 26 & 31)
+		m3 |= 1 << (math.Float32bits(block[3]) >> 26 & 31)
 		block = block[4:]
 	}
 	for _, v := range block {
-		a := math.Float32bits(v) & 0x7fffffff
-		lo0, hi0 = min(lo0, a), max(hi0, a)
+		m0 |= 1 << (math.Float32bits(v) >> 26 & 31)
 	}
-	return min(lo0, lo1, lo2, lo3), max(hi0, hi1, hi2, hi3)
-}
-
-// markBands records that bands band(lo)..band(hi) may hold non-zero sums.
-func (s *Sketcher) markBands(lo, hi uint32) {
-	for b := lo >> 26; b <= hi>>26; b++ {
-		s.used |= 1 << b
-	}
+	return m0 | m1 | m2 | m3
 }
 
 // flush moves the band sums into the long accumulators (exactly) and clears
