@@ -133,6 +133,9 @@ type Server struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{}
+
+	mu    sync.Mutex
+	fresh map[net.Conn]bool // accepted connections that have not sent a request yet
 }
 
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the
@@ -146,6 +149,16 @@ func Start(ctx context.Context, addr string, eng Engine, opts Options) (*Server,
 		srv:    &http.Server{Handler: NewHandler(eng, opts), ReadHeaderTimeout: 10 * time.Second},
 		ln:     ln,
 		closed: make(chan struct{}),
+		fresh:  map[net.Conn]bool{},
+	}
+	s.srv.ConnState = func(c net.Conn, st http.ConnState) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if st == http.StateNew {
+			s.fresh[c] = true
+		} else {
+			delete(s.fresh, c)
+		}
 	}
 	go func() { _ = s.srv.Serve(ln) }() // returns ErrServerClosed after Close
 	go func() {
@@ -169,6 +182,13 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// Shutdown waits 5 s for connections that never sent a request
+		// (clients dial spares); close those now, they have nothing in flight.
+		s.mu.Lock()
+		for c := range s.fresh {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
 		s.closeErr = s.srv.Shutdown(ctx)
 		close(s.closed)
 	})
