@@ -70,7 +70,7 @@ func (e *EMA) AddBatch(step int64, batchMean []float32) error {
 	}
 	w := (1 - e.Gamma) * math.Pow(e.Gamma, float64(e.TMax-step))
 	for i, x := range batchMean {
-		e.S[i] += w * float64(x)
+		e.S[i] += float64(w * float64(x)) // float64(): no FMA fusion, same bits on every platform
 	}
 	e.N++
 	return nil
@@ -112,7 +112,7 @@ func (e *EMA) Merge(o *EMA) error {
 	default:
 		f := math.Pow(e.Gamma, float64(e.TMax-o.TMax))
 		for i, x := range o.S {
-			e.S[i] += f * x
+			e.S[i] += float64(f * x)
 		}
 	}
 	e.N += o.N

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/congrad-beam/congrad/congrad/internal/cputime"
 )
 
 // BenchmarkConsensusL10K8192: PCGrad over 10 languages at k=8192 (goal < 1 ms).
@@ -24,8 +26,12 @@ func BenchmarkConsensusL10K8192(b *testing.B) {
 		dirs[fmt.Sprintf("l%d", l)] = v
 	}
 	var res Result
+	defer cputime.Lock()()
+	n, t0 := 0, cputime.Thread()
 	for b.Loop() {
 		res, _ = Consensus(dirs, 7)
+		n++
 	}
 	b.ReportMetric(float64(res.Projections), "projections")
+	b.ReportMetric(float64((cputime.Thread()-t0).Microseconds())/float64(n), "cpu-us/op")
 }

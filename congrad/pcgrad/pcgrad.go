@@ -111,7 +111,6 @@ func Consensus(dirs map[string][]float32, seed uint64) (Result, error) {
 	// projection only changes c[j]. p_l is materialised once at the end,
 	// with one pass over d per non-zero coefficient.
 	c := make([]float64, L)
-	p := make([]float64, d)
 	sum := make([]float64, d)
 	for i := 0; i < L; i++ {
 		res.Orders[i] = Order(seed, i, L)
@@ -124,7 +123,7 @@ func Consensus(dirs map[string][]float32, seed uint64) (Result, error) {
 				}
 				dot := 0.0
 				for m, cm := range c {
-					dot += cm * gram[m*L+j]
+					dot += float64(cm * gram[m*L+j])
 				}
 				if dot < 0 {
 					c[j] -= dot / gram[j*L+j]
@@ -132,17 +131,8 @@ func Consensus(dirs map[string][]float32, seed uint64) (Result, error) {
 				}
 			}
 		}
-		clear(p)
-		for m, cm := range c {
-			if cm != 0 {
-				axpy64(cm, G[m], p)
-			}
-		}
 		pl := make([]float32, d)
-		for k, x := range p {
-			pl[k] = float32(x)
-			sum[k] += x
-		}
+		combine(c, G, pl, sum)
 		res.Projected[i] = pl
 	}
 	res.Consensus = make([]float32, d)
@@ -152,11 +142,45 @@ func Consensus(dirs map[string][]float32, seed uint64) (Result, error) {
 	return res, nil
 }
 
-// axpy64 is y += a·x with x in float32.
-func axpy64(a float64, x []float32, y []float64) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] += a * float64(v)
+// combine writes p = Σ_m c[m]·G_m (float64, rounded once into pl) and adds
+// it to sum, in one pass over the coordinates. The explicit float64()
+// around each product forbids fusing it into an FMA (Go may fuse on arm64,
+// not on amd64), so every platform rounds the same way.
+func combine(c []float64, G [][]float32, pl []float32, sum []float64) {
+	var coef []float64
+	var vecs [][]float32
+	for m, cm := range c {
+		if cm != 0 {
+			coef = append(coef, cm)
+			vecs = append(vecs, G[m][:len(pl)])
+		}
+	}
+	switch len(coef) {
+	case 0:
+		return // p = 0
+	case 1:
+		a, x := coef[0], vecs[0]
+		for k := range pl {
+			v := a * float64(x[k])
+			pl[k] = float32(v)
+			sum[k] += v
+		}
+	case 2:
+		a, x, b, y := coef[0], vecs[0], coef[1], vecs[1]
+		for k := range pl {
+			v := float64(a*float64(x[k])) + float64(b*float64(y[k]))
+			pl[k] = float32(v)
+			sum[k] += v
+		}
+	default:
+		for k := range pl {
+			v := 0.0
+			for m, a := range coef {
+				v += float64(a * float64(vecs[m][k]))
+			}
+			pl[k] = float32(v)
+			sum[k] += v
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/congrad-beam/congrad/congrad/internal/cputime"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 )
@@ -78,13 +79,13 @@ func BenchmarkCountSketchVsRead(b *testing.B) {
 	cached, _ := New(DefaultSpec())
 	cached.CacheCodes(len(benchGrad))
 	_ = cached.Add("model.layers.0.w", 0, benchGrad)
-	defer lockThread()()
+	defer cputime.Lock()()
 	best := func(f func()) time.Duration {
 		d := time.Duration(1 << 62)
 		for i := 0; i < 3; i++ {
-			t0 := threadCPU()
+			t0 := cputime.Thread()
 			f()
-			d = min(d, threadCPU()-t0)
+			d = min(d, cputime.Thread()-t0)
 		}
 		return d
 	}
@@ -140,23 +141,23 @@ func BenchmarkGaussianVsGemv(b *testing.B) {
 	y := blas32.Vector{N: k, Inc: 1, Data: make([]float32, k)}
 	x := blas32.Vector{N: d, Inc: 1, Data: g}
 	sk, _ := New(spec)
-	defer lockThread()()
+	defer cputime.Lock()()
 	for b.Loop() {
-		t0 := threadCPU()
+		t0 := cputime.Thread()
 		for i := 0; i < 20; i++ {
 			blas32.Gemv(blas.NoTrans, 1, a, x, 0, y)
 		}
-		gemv := (threadCPU() - t0) / 20
-		t0 = threadCPU()
+		gemv := (cputime.Thread() - t0) / 20
+		t0 = cputime.Thread()
 		sk.Reset()
 		_ = sk.Add("w", 0, g)
 		_ = sk.Sketch()
-		gs := threadCPU() - t0
-		t0 = threadCPU()
+		gs := cputime.Thread() - t0
+		t0 = cputime.Thread()
 		for j := 0; j < d; j++ {
 			spec.GaussianColumn("w", j, col)
 		}
-		gen := threadCPU() - t0
+		gen := cputime.Thread() - t0
 		b.ReportMetric(float64(gemv.Microseconds()), "gemv-us")
 		b.ReportMetric(float64(gs.Microseconds()), "gaussian-us")
 		b.ReportMetric(float64(gen.Microseconds()), "generate-only-us")
