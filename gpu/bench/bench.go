@@ -15,6 +15,7 @@ import (
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -38,21 +39,24 @@ type Config struct {
 
 // Result is one measurement.
 type Result struct {
-	Config          Config
-	Backend         string
-	Params          int64 // base model parameters
-	LoRAParams      int
-	CompileSeconds  float64 // first call (compiles extract and grad-only graphs)
-	PairsPerSecond  float64
-	FLOPsPerPair    float64 // model FLOPs: forward + activation backward, causal attention
-	AchievedTFLOPS  float64
-	MFU             float64 // AchievedTFLOPS / PeakTFLOPS (0 when no peak given)
-	SketchShare     float64 // (t_extract - t_gradonly) / t_extract
-	MatmulTFLOPS    float64 // the same backend's square-matmul throughput, same dtype
-	RatioToMatmul   float64 // AchievedTFLOPS / MatmulTFLOPS
-	PeakHostRSSMiB  float64 // Go heap+runtime (device memory: see nvidia-smi in gpu-check.sh)
-	SecondsPerBatch float64
-	LoadAvg         string // /proc/loadavg at the end: other processes skew CPU figures
+	Config         Config
+	Backend        string
+	Params         int64 // base model parameters
+	LoRAParams     int
+	CompileSeconds float64 // first call (compiles extract and grad-only graphs)
+	PairsPerSecond float64
+	FLOPsPerPair   float64 // model FLOPs: forward + activation backward, causal attention
+	AchievedTFLOPS float64
+	MFU            float64 // AchievedTFLOPS / PeakTFLOPS (0 when no peak given)
+	SketchShare    float64 // (t_extract - t_gradonly) / t_extract, interleaved runs
+	// SketchShareIsolated times the sketch subgraph alone on [B, d] inputs of
+	// the same shapes: on a loaded CPU the difference above is mostly noise.
+	SketchShareIsolated float64
+	MatmulTFLOPS        float64 // the same backend's square-matmul throughput, same dtype
+	RatioToMatmul       float64 // AchievedTFLOPS / MatmulTFLOPS
+	PeakHostRSSMiB      float64 // Go heap+runtime (device memory: see nvidia-smi in gpu-check.sh)
+	SecondsPerBatch     float64
+	LoadAvg             string // /proc/loadavg at the end: other processes skew CPU figures
 }
 
 // ModelConfig resolves a model name to a config.
@@ -197,6 +201,11 @@ func Run(c Config, log io.Writer) (Result, error) {
 		r.MFU = r.AchievedTFLOPS / c.PeakTFLOPS
 	}
 	r.SketchShare = math.Max(0, (tx-tg)/tx)
+	ts, err := SketchSeconds(b, dt, x.Dim(), c.Batch, c.K, 5)
+	if err != nil {
+		return r, err
+	}
+	r.SketchShareIsolated = ts / tx
 	r.PeakHostRSSMiB = rss
 	mmAfter, err := MatmulTFLOPS(b, dt, n, 3)
 	if err != nil {
@@ -269,17 +278,60 @@ func MatmulTFLOPS(b compute.Backend, dt dtypes.DType, n, reps int) (float64, err
 	return chain * 2 * float64(n) * float64(n) * float64(n) / sec / 1e12, nil
 }
 
+// SketchSeconds times the countsketch subgraph the extractor appends after
+// the backward pass (sign multiply, transpose, scatter-add, transpose) on
+// device-resident inputs of shape [batch, d].
+func SketchSeconds(b compute.Backend, dt dtypes.DType, d, batch, k, reps int) (float64, error) {
+	e, err := NewExec(b, func(seed, idx, sg *Node) *Node {
+		// The gradient is made on the device so no host transfer is timed.
+		g := ConvertDType(Iota(seed.Graph(), shapes.Make(dtypes.Float32, batch, d), 1), dt)
+		g = Add(g, ConvertDType(BroadcastToDims(seed, batch, d), dt))
+		signed := Mul(g, BroadcastToDims(InsertAxes(ConvertDType(sg, dt), 0), batch, d))
+		acc := Scatter(idx, Transpose(signed, 0, 1), shapes.Make(dt, k, batch), false, false)
+		return ConvertDType(ReduceAllSum(Transpose(acc, 0, 1)), dtypes.Float32)
+	})
+	if err != nil {
+		return 0, err
+	}
+	idx := make([]int32, d)
+	sg := make([]float32, d)
+	for j := range idx {
+		idx[j] = int32((j * 7919) % k)
+		sg[j] = float32(1 - 2*(j%2))
+	}
+	it := tensors.FromFlatDataAndDimensions(idx, d, 1)
+	st := tensors.FromFlatDataAndDimensions(sg, d)
+	run := func() error {
+		out, err := e.Exec(float32(0), it, st)
+		if err == nil {
+			out[0].FinalizeAll()
+		}
+		return err
+	}
+	if err := run(); err != nil {
+		return 0, err
+	}
+	// The iota+broadcast that make g are timed too: an upper bound.
+	start := time.Now()
+	for i := 0; i < reps; i++ {
+		if err := run(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start).Seconds() / float64(reps), nil
+}
+
 // Format renders a result as the lines gpu-check.sh prints and docs/perf/gpu.md quotes.
 func (r Result) Format() string {
 	c := r.Config
 	return fmt.Sprintf(`model=%s params=%d lora_params=%d seq=%d batch=%d dtype=%s k=%d backend=%q
 compile_s=%.2f s_per_batch=%.4f pairs_per_s=%.3f
 model_flops_per_pair=%.4g achieved_tflops=%.4f (%.2f GFLOP/s) mfu=%.4f (peak %.0f TFLOP/s)
-sketch_share=%.4f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f loadavg=%q
+sketch_share=%.4f sketch_share_isolated=%.5f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f loadavg=%q
 `, c.Model, r.Params, r.LoRAParams, c.SeqLen, c.Batch, orDefault(c.DType, "f32"), c.K, r.Backend,
 		r.CompileSeconds, r.SecondsPerBatch, r.PairsPerSecond,
 		r.FLOPsPerPair, r.AchievedTFLOPS, r.AchievedTFLOPS*1000, r.MFU, c.PeakTFLOPS,
-		r.SketchShare, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB, r.LoadAvg)
+		r.SketchShare, r.SketchShareIsolated, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB, r.LoadAvg)
 }
 
 func orDefault(s, d string) string {

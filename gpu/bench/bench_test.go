@@ -18,7 +18,7 @@ func TestDryRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.PairsPerSecond <= 0 || r.AchievedTFLOPS <= 0 || r.MatmulTFLOPS <= 0 || math.IsNaN(r.SketchShare) || r.LoRAParams == 0 {
+	if r.PairsPerSecond <= 0 || r.AchievedTFLOPS <= 0 || r.MatmulTFLOPS <= 0 || math.IsNaN(r.SketchShare) || r.SketchShareIsolated <= 0 || r.LoRAParams == 0 {
 		t.Fatalf("result %+v", r)
 	}
 	if !strings.Contains(r.Format(), "pairs_per_s=") {
