@@ -300,6 +300,19 @@ func TestEncodeRejectsOutOfVocabulary(t *testing.T) {
 
 type oovTok struct{ model.ByteTokenizer }
 
+type noBOSTok struct{ model.ByteTokenizer }
+
+func (noBOSTok) BOS() int { return -1 }
+
+func TestEncodeEmptyPromptWithoutBOS(t *testing.T) {
+	if e := encode(noBOSTok{}, 259, Input{Prompt: "", Chosen: "b", Rejected: "c"}, 64, TruncatePrompt); !strings.Contains(e.err, "empty prompt") {
+		t.Fatalf("err = %q", e.err)
+	}
+	if e := encode(noBOSTok{}, 259, Input{Prompt: "a", Chosen: "b", Rejected: "c"}, 64, TruncatePrompt); e.err != "" || len(e.prompt) != 1 {
+		t.Fatalf("%+v", e)
+	}
+}
+
 func (oovTok) Encode(string) []int { return []int{999} }
 
 func f64(v []float32) []float64 { return toF64(v) }

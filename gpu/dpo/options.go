@@ -131,6 +131,11 @@ func encode(tok model.Tokenizer, vocab int, in Input, maxLen int, rule Truncate)
 	if tok.BOS() >= 0 {
 		prompt = append([]int{tok.BOS()}, prompt...)
 	}
+	if len(prompt) == 0 {
+		// Something must precede the first response token to predict it.
+		e.err = "empty prompt and the tokenizer has no BOS"
+		return e
+	}
 	c, r := tok.Encode(in.Chosen), tok.Encode(in.Rejected)
 	e.nChosen, e.nRejected = len(c), len(r)
 	c, r = append(c, tok.EOS()), append(r, tok.EOS())
