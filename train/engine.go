@@ -60,6 +60,11 @@ func encode(cfg Config, prompt, resp string) (encoded, error) {
 	return e, nil
 }
 
+// BackendConfig is the GoMLX pure-Go backend configuration. Sequential op
+// execution is pinned: with the default parallel scheduler, parallel matmul
+// workers deadlocked on a 2-core machine (observed with compute v0.1.2).
+var BackendConfig = "ops_sequential"
+
 // Engine holds the compiled graphs for one base model on one backend.
 type Engine struct {
 	Cfg     Config
@@ -81,7 +86,7 @@ func NewEngine(base *Base, beta, alpha float64) (*Engine, error) {
 	if beta <= 0 || math.IsNaN(beta) || math.IsInf(beta, 0) || math.IsNaN(alpha) || math.IsInf(alpha, 0) {
 		return nil, fmt.Errorf("%w: beta must be finite and > 0 (got %v), alpha finite (got %v)", ErrConfig, beta, alpha)
 	}
-	be, err := gobackend.New("")
+	be, err := gobackend.New(BackendConfig)
 	if err != nil {
 		return nil, fmt.Errorf("go backend: %w", err)
 	}
