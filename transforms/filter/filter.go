@@ -1,0 +1,241 @@
+// Package filter is ConGrad's conflict filter (METHOD.md §6) as Beam
+// transforms: score every sketch against the consensus g* (a side input),
+// rank within each language, apply the keep rule, and join the verdicts back
+// onto the pairs so every pair leaves as kept, dropped or dead-letter.
+//
+//	valid, bad := filter.Check(s, sketches, k)
+//	res := filter.Conflicts(s, valid, consensus, filter.Options{Keep: keep.DefaultOptions()})
+//	out := filter.Split(s, pairs, res.Verdicts, beam.Flatten(s, bad, res.Failures))
+//
+// Memory: ranking groups each language's (pair id, score) rows on one
+// worker, about 60 bytes per pair plus the id; sketches are never grouped or
+// shuffled. global-top adds a fixed 4096-bin histogram and the rows of the
+// one bin that holds the cutoff.
+package filter
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/congrad/vec"
+	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/aggregate"
+	"github.com/congrad-beam/congrad/transforms/report"
+)
+
+// Stage names the filter in dead-letter rows.
+const Stage = "filter"
+
+// Options configure the filter.
+type Options struct {
+	Keep keep.Options
+}
+
+// Failure is a sketch (hence a pair) that cannot be scored, with the reason.
+type Failure struct {
+	PairID string
+	Lang   string
+	Reason string
+}
+
+// Stats is one language's summary for the run report.
+type Stats struct {
+	Lang      string
+	N         int64     // pairs scored
+	Kept      int64     // pairs kept
+	Threshold float64   // the rule's cutoff in this language (NaN if none)
+	Quantiles []float64 // at report.QuantileLevels
+	Histogram []int64   // report.HistBins bins over [-1, 1]
+}
+
+// Result is what Conflicts produces.
+type Result struct {
+	Verdicts beam.PCollection // PCollection<schemas.Decision>, one per scored sketch
+	Failures beam.PCollection // PCollection<Failure>: sketches that could not be scored
+	Stats    beam.PCollection // PCollection<Stats>, one per language
+}
+
+// Check splits sketches into valid ones (K finite values, non-zero, with a
+// pair id and language) and failures, before anything aggregates them.
+//
+//	PCollection<schemas.Sketch> -> (PCollection<schemas.Sketch>, PCollection<Failure>)
+func Check(s beam.Scope, sketches beam.PCollection, k int) (valid, failed beam.PCollection) {
+	s = s.Scope("filter.Check")
+	if k < 1 {
+		panic(fmt.Sprintf("filter.Check: K=%d: want >= 1", k))
+	}
+	mustType("filter.Check", sketches, reflect.TypeOf(schemas.Sketch{}))
+	return beam.ParDo2(s, &checkFn{K: k}, sketches)
+}
+
+type checkFn struct{ K int }
+
+func (f *checkFn) ProcessElement(sk schemas.Sketch, ok func(schemas.Sketch), bad func(Failure)) {
+	fail := func(format string, a ...any) {
+		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: fmt.Sprintf(format, a...)})
+	}
+	switch {
+	case sk.PairID == "":
+		fail("sketch without pair_id")
+	case sk.Lang == "":
+		fail("sketch without lang")
+	case len(sk.Values) != f.K:
+		fail("sketch has %d values, want k=%d", len(sk.Values), f.K)
+	case vec.CheckFinite(sk.Values) != nil:
+		fail("non-finite sketch value")
+	case vec.Norm(sk.Values) == 0:
+		fail("zero sketch: cosine undefined")
+	default:
+		ok(sk)
+	}
+}
+
+// Conflicts scores valid sketches against the consensus and decides, per
+// the keep rule, which pairs to keep.
+//
+//	PCollection<schemas.Sketch>, singleton PCollection<aggregate.Consensus> -> Result
+func Conflicts(s beam.Scope, sketches, consensus beam.PCollection, opts Options) Result {
+	s = s.Scope("filter.Conflicts")
+	if opts.Keep.Rule == "" {
+		opts.Keep.Rule = keep.Positive
+	}
+	if err := opts.Keep.Validate(); err != nil {
+		panic(fmt.Sprintf("filter.Conflicts: %v", err))
+	}
+	mustType("filter.Conflicts", sketches, reflect.TypeOf(schemas.Sketch{}))
+	mustType("filter.Conflicts", consensus, reflect.TypeOf(aggregate.Consensus{}))
+
+	scored, failed := beam.ParDo2(s, &scoreFn{}, sketches, beam.SideInput{Input: consensus})
+	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
+	if opts.Keep.Rule == keep.GlobalTop {
+		cutoff = globalCutoff(s, scored, opts.Keep.Rho)
+	}
+	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScored, scored))
+	verdicts, stats := beam.ParDo2(s, &rankFn{Rule: string(opts.Keep.Rule), Tau: opts.Keep.Tau, Rho: opts.Keep.Rho},
+		byLang, beam.SideInput{Input: cutoff})
+	return Result{Verdicts: verdicts, Failures: failed, Stats: stats}
+}
+
+func mustType(name string, c beam.PCollection, want reflect.Type) {
+	if got := c.Type().Type(); got != want {
+		panic(fmt.Sprintf("%s: input must be PCollection<%v>, got %v", name, want, got))
+	}
+}
+
+// scoreFn computes cos(s_i, g*). The consensus is the same for the whole run,
+// so its norm is computed once per DoFn instance.
+type scoreFn struct {
+	target *vec.Target
+	err    string
+}
+
+func (f *scoreFn) ProcessElement(sk schemas.Sketch, cons func(*aggregate.Consensus) bool,
+	ok func(keep.Scored), bad func(Failure)) {
+	if f.target == nil && f.err == "" {
+		var c aggregate.Consensus
+		if !cons(&c) {
+			f.err = "no consensus direction"
+		} else if t, err := vec.NewTarget(c.G); err != nil {
+			f.err = fmt.Sprintf("consensus unusable: %v", err)
+		} else {
+			f.target = t
+		}
+	}
+	if f.err != "" {
+		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: f.err})
+		return
+	}
+	score, err := f.target.Cosine(sk.Values)
+	if err != nil || math.IsNaN(score) || math.IsInf(score, 0) {
+		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: fmt.Sprintf("%s: %v", keep.ReasonNonFinite, err)})
+		return
+	}
+	ok(keep.Scored{PairID: sk.PairID, Lang: sk.Lang, Score: score})
+}
+
+func keyScored(x keep.Scored) (string, keep.Scored) { return x.Lang, x }
+
+// rankFn ranks one language and applies the rule. It holds the language's
+// scores (not its sketches) in memory.
+type rankFn struct {
+	Rule     string
+	Tau, Rho float64
+}
+
+func (f *rankFn) ProcessElement(lang string, rows func(*keep.Scored) bool, cutoffs func(*keep.Cutoff) bool,
+	emit func(schemas.Decision), emitStats func(Stats)) error {
+	var items []keep.Scored
+	var x keep.Scored
+	for rows(&x) {
+		items = append(items, x)
+	}
+	var vs []keep.Verdict
+	var err error
+	threshold := math.NaN()
+	if keep.Rule(f.Rule) == keep.GlobalTop {
+		var c keep.Cutoff
+		if !cutoffs(&c) {
+			return fmt.Errorf("filter: language %s: global-top cutoff missing", lang)
+		}
+		vs, err = keep.DecideWithCutoff(items, c)
+		if c.Keep > 0 {
+			threshold = c.Last.Score
+		}
+	} else {
+		vs, err = keep.DecideLanguage(items, keep.Options{Rule: keep.Rule(f.Rule), Tau: f.Tau, Rho: f.Rho})
+	}
+	if err != nil {
+		return fmt.Errorf("filter: rank language %s (%d pairs): %w", lang, len(items), err)
+	}
+	st := Stats{Lang: lang, N: int64(len(vs)), Histogram: make([]int64, report.HistBins)}
+	scores := make([]float64, 0, len(vs))
+	var lastKept float64 = math.NaN()
+	for _, v := range vs {
+		emit(schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason})
+		if v.Kept {
+			st.Kept++
+			lastKept = v.Score
+		}
+		if !math.IsNaN(v.Score) && !math.IsInf(v.Score, 0) {
+			scores = append(scores, v.Score)
+			st.Histogram[report.Bin(v.Score)]++
+		}
+	}
+	switch keep.Rule(f.Rule) {
+	case keep.Positive:
+		threshold = f.Tau
+	case keep.Top:
+		threshold = lastKept
+	}
+	st.Threshold = threshold
+	sort.Float64s(scores)
+	st.Quantiles = report.Quantiles(scores)
+	emitStats(st)
+	return nil
+}
+
+func init() {
+	register.DoFn3x0[schemas.Sketch, func(schemas.Sketch), func(Failure)](&checkFn{})
+	register.DoFn4x0[schemas.Sketch, func(*aggregate.Consensus) bool, func(keep.Scored), func(Failure)](&scoreFn{})
+	register.Function1x2(keyScored)
+	register.DoFn5x1[string, func(*keep.Scored) bool, func(*keep.Cutoff) bool, func(schemas.Decision), func(Stats), error](&rankFn{})
+	register.Emitter1[schemas.Sketch]()
+	register.Emitter1[Failure]()
+	register.Emitter1[keep.Scored]()
+	register.Emitter1[schemas.Decision]()
+	register.Emitter1[Stats]()
+	register.Iter1[*aggregate.Consensus]()
+	register.Iter1[*keep.Scored]()
+	register.Iter1[*keep.Cutoff]()
+	for _, t := range []any{Failure{}, Stats{}, keep.Scored{}, keep.Cutoff{}, schemas.Decision{}, schemas.Sketch{}, schemas.Pair{}, schemas.DeadLetter{}} {
+		beam.RegisterType(reflect.TypeOf(t))
+	}
+	registerCutoff()
+	registerSplit()
+}

@@ -1,0 +1,174 @@
+// Package report assembles a ConGrad run report (report.json) and the pictures
+// a person reads instead of it: the L×L conflict heatmap, per-language score
+// histograms with the keep threshold, and the kept fraction per language.
+//
+// The Report struct is plain data; the Beam side (Write) gathers its pieces
+// from small per-language summaries as side inputs, so nothing here holds
+// per-pair data.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Version of the report.json layout.
+const Version = 1
+
+// Count is one cell of the accounting table: rows of a stage in a language
+// that ended in an outcome ("in", "kept", "dropped", "dead", ...). Lang is
+// "*" when the rows carry no language (e.g. unreadable input lines).
+type Count struct {
+	Stage   string `json:"stage"`
+	Lang    string `json:"lang"`
+	Outcome string `json:"outcome"`
+	N       int64  `json:"n"`
+}
+
+// Reason counts dead-letter rows by stage and reason.
+type Reason struct {
+	Stage  string `json:"stage"`
+	Reason string `json:"reason"`
+	N      int64  `json:"n"`
+}
+
+// Language is what the report knows about one language.
+type Language struct {
+	Lang      string    `json:"lang"`
+	Pairs     int64     `json:"pairs"`     // pairs with a valid sketch that were scored
+	Kept      int64     `json:"kept"`      // pairs kept by the rule
+	Norm      float64   `json:"g_norm"`    // ||G_l||
+	Cutoff    float64   `json:"threshold"` // score a pair must exceed (positive) or reach (top rules)
+	Quantiles []float64 `json:"quantiles"` // scores at QuantileLevels
+	Histogram []int64   `json:"histogram"` // score counts over HistBins equal bins of [-1, 1]
+	Order     []string  `json:"pcgrad_order"`
+}
+
+// QuantileLevels are the levels of Language.Quantiles.
+var QuantileLevels = []float64{0, 0.1, 0.25, 0.5, 0.75, 0.9, 1}
+
+// HistBins is the number of equal-width score bins over [-1, 1].
+const HistBins = 40
+
+// Report is report.json.
+type Report struct {
+	Version     int               `json:"version"`
+	Options     map[string]string `json:"options"` // the run's options, as given
+	Rule        string            `json:"keep_rule"`
+	Langs       []string          `json:"langs"` // order of Conflict rows and columns
+	Languages   []Language        `json:"languages"`
+	Conflict    [][]float64       `json:"conflict_matrix"` // cos(G_i, G_j)
+	Projections int               `json:"pcgrad_projections"`
+	Consensus   []float32         `json:"consensus"` // g*
+	ConsNorm    float64           `json:"consensus_norm"`
+	Counts      []Count           `json:"counts"`
+	DeadLetters []Reason          `json:"dead_letters"`
+	// Accounting: Totals[stage] = {"in": ..., "kept": ..., ...} summed over languages.
+	Totals map[string]map[string]int64 `json:"totals"`
+}
+
+// Finish sorts every list into a canonical order and fills Totals, so the
+// same run always marshals to the same bytes.
+func (r *Report) Finish() {
+	r.Version = Version
+	sort.Slice(r.Counts, func(i, j int) bool {
+		a, b := r.Counts[i], r.Counts[j]
+		if a.Stage != b.Stage {
+			return a.Stage < b.Stage
+		}
+		if a.Lang != b.Lang {
+			return a.Lang < b.Lang
+		}
+		return a.Outcome < b.Outcome
+	})
+	sort.Slice(r.DeadLetters, func(i, j int) bool {
+		a, b := r.DeadLetters[i], r.DeadLetters[j]
+		if a.Stage != b.Stage {
+			return a.Stage < b.Stage
+		}
+		return a.Reason < b.Reason
+	})
+	sort.Slice(r.Languages, func(i, j int) bool { return r.Languages[i].Lang < r.Languages[j].Lang })
+	r.Totals = map[string]map[string]int64{}
+	for _, c := range r.Counts {
+		if r.Totals[c.Stage] == nil {
+			r.Totals[c.Stage] = map[string]int64{}
+		}
+		r.Totals[c.Stage][c.Outcome] += c.N
+	}
+}
+
+// Marshal returns report.json's bytes. Non-finite floats (a zero direction's
+// cosine) become null through jsonFloat, since JSON has no NaN.
+func (r *Report) Marshal() ([]byte, error) {
+	c := *r
+	c.Conflict = nil
+	type alias Report
+	raw := struct {
+		*alias
+		Conflict [][]*float64 `json:"conflict_matrix"`
+	}{alias: (*alias)(&c)}
+	for _, row := range r.Conflict {
+		out := make([]*float64, len(row))
+		for j, v := range row {
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				v := v
+				out[j] = &v
+			}
+		}
+		raw.Conflict = append(raw.Conflict, out)
+	}
+	for i := range c.Languages {
+		l := &c.Languages[i]
+		l.Norm, l.Cutoff = finite(l.Norm), finite(l.Cutoff)
+		for j := range l.Quantiles {
+			l.Quantiles[j] = finite(l.Quantiles[j])
+		}
+	}
+	c.ConsNorm = finite(c.ConsNorm)
+	b, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("report: marshal: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// finite maps NaN and ±Inf to 0 for JSON; the matrix keeps them as null.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
+}
+
+// Quantiles returns the scores at QuantileLevels of sorted (ascending)
+// scores, by the nearest-rank rule (no interpolation, so the values are
+// scores that occurred).
+func Quantiles(sorted []float64) []float64 {
+	if len(sorted) == 0 {
+		return nil
+	}
+	out := make([]float64, len(QuantileLevels))
+	for i, q := range QuantileLevels {
+		idx := int(math.Ceil(q*float64(len(sorted)))) - 1
+		if idx < 0 {
+			idx = 0
+		}
+		out[i] = sorted[idx]
+	}
+	return out
+}
+
+// Bin returns the histogram bin of a score in [-1, 1] (clamped).
+func Bin(score float64) int {
+	b := int(math.Floor((score + 1) / 2 * HistBins))
+	if b < 0 {
+		return 0
+	}
+	if b >= HistBins {
+		return HistBins - 1
+	}
+	return b
+}
