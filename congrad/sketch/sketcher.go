@@ -267,6 +267,8 @@ func (s *Sketcher) Reset() {
 			clear(s.bands[band*s.k : (band+1)*s.k])
 		}
 	}
-	clear(s.limbs)
+	if s.flushed || s.spec.Method == Gaussian {
+		clear(s.limbs)
+	}
 	s.used, s.pending, s.adds, s.flushed = 0, 0, 0, false
 }

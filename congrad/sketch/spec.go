@@ -28,9 +28,10 @@ const (
 	Gaussian    Method = "gaussian"    // dense N(0, 1/K) entries, O(K·d)
 )
 
-// MaxK bounds K so that buckets fit comfortably in 32 bits and a sketcher's
-// memory stays bounded.
-const MaxK = 1 << 24
+// MaxK bounds K (2^20) so a Sketcher's memory stays bounded: a countsketch
+// Sketcher holds 32 band rows and 10 limbs per bucket (336 bytes per bucket,
+// most of it untouched), a gaussian one 152 bytes per row.
+const MaxK = 1 << 20
 
 var (
 	// ErrNonFinite: a gradient block holds NaN or ±Inf; the sketch is unchanged.
