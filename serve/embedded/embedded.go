@@ -1,0 +1,52 @@
+// Package embedded serves the project's own GoMLX model (gpu/model,
+// gpu/generate) through serve.Engine. It is a separate package so that serve
+// itself stays free of GoMLX and builds without it.
+package embedded
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/congrad-beam/congrad/gpu/generate"
+	"github.com/congrad-beam/congrad/gpu/model"
+	"github.com/congrad-beam/congrad/serve"
+)
+
+// Engine adapts a generate.Generator to serve.Engine.
+type Engine struct {
+	m *model.Model
+	g *generate.Generator
+}
+
+// New wraps m; rows is the number of sequences per device call (0: the
+// generator's default).
+func New(m *model.Model, rows int) (*Engine, error) {
+	g, err := generate.New(m, rows)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	return &Engine{m: m, g: g}, nil
+}
+
+// Generate implements serve.Engine.
+func (e *Engine) Generate(ctx context.Context, prompts []string, o serve.SampleOptions) ([][]string, error) {
+	return e.g.Generate(ctx, prompts, generate.SampleOptions{
+		N: o.N, Temperature: o.Temperature, TopP: o.TopP, MaxTokens: o.MaxTokens, Seed: o.Seed,
+	})
+}
+
+// ScoreProbs implements serve.Engine: the model's next-token probabilities
+// of "0".."5" (softmax over the whole vocabulary).
+func (e *Engine) ScoreProbs(ctx context.Context, prompts []string) ([][]float64, error) {
+	return e.g.ScoreProbs(ctx, prompts)
+}
+
+// CountTokens counts tokens with the model's tokenizer, for usage figures.
+func (e *Engine) CountTokens(s string) int { return len(e.m.Tok.Encode(s)) }
+
+// ServeOptions returns serve options that report this model and count its
+// tokens; the generator is safe for concurrent use, but one device call at a
+// time is what a single accelerator wants.
+func (e *Engine) ServeOptions() serve.Options {
+	return serve.Options{Model: e.m.Ref, CountTokens: e.CountTokens, MaxConcurrent: 1}
+}
