@@ -1,0 +1,51 @@
+package experiment
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Main is the experiment command (`go run ./experiment/cmd/experiment`,
+// `make experiment`): it runs the full study, or with --quick the CI smoke
+// version, and writes the report into --out.
+func Main(ctx context.Context, args []string, log io.Writer) error {
+	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
+	fs.SetOutput(log)
+	quick := fs.Bool("quick", false, "smoke-test size: one seed, short training, two sketch sizes (< 5 min)")
+	out := fs.String("out", "docs", "directory for EXPERIMENTS.md and img/")
+	seeds := fs.String("seeds", "", "comma-separated seeds (default 1,2,3,4,5; quick: 1)")
+	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := DefaultConfig()
+	if *quick {
+		cfg = QuickConfig()
+	}
+	if *seeds != "" {
+		cfg.Seeds = nil
+		for _, s := range strings.Split(*seeds, ",") {
+			v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				return fmt.Errorf("experiment: --seeds: %q: %w", s, err)
+			}
+			cfg.Seeds = append(cfg.Seeds, v)
+		}
+	}
+	if *noAlone {
+		cfg.Alone = false
+	}
+	res, err := Run(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := res.Write(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "experiment: done in %s; report in %s/EXPERIMENTS.md\n", res.Elapsed.Round(1e9), *out)
+	return nil
+}

@@ -1,0 +1,321 @@
+package experiment
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Markers delimit the generated part of EXPERIMENTS.md; text outside them
+// (design notes, conclusions) is kept when the report is regenerated.
+const (
+	BeginMarker = "<!-- BEGIN GENERATED: experiment (do not edit by hand) -->"
+	EndMarker   = "<!-- END GENERATED -->"
+)
+
+// accStats are per-language accuracy statistics of one arm over seeds.
+type accStats struct {
+	mean, std map[string]float64
+}
+
+func collect(runs []RunResult, arm string, own bool) accStats {
+	vals := map[string][]float64{}
+	for _, r := range runs {
+		if r.Arm != arm {
+			continue
+		}
+		m := r.Acc
+		if own {
+			m = r.OwnAcc
+		}
+		for l, v := range m {
+			vals[l] = append(vals[l], v)
+		}
+	}
+	s := accStats{mean: map[string]float64{}, std: map[string]float64{}}
+	for l, v := range vals {
+		s.mean[l], s.std[l] = meanStd(v)
+	}
+	return s
+}
+
+// groupMean averages per-seed group means (e.g. all unseen languages) and
+// returns their mean and std over seeds.
+func groupMean(runs []RunResult, arm string, langs []string) (float64, float64) {
+	var per []float64
+	for _, r := range runs {
+		if r.Arm != arm {
+			continue
+		}
+		s := 0.0
+		for _, l := range langs {
+			s += r.Acc[l]
+		}
+		per = append(per, s/float64(len(langs)))
+	}
+	return meanStd(per)
+}
+
+func (t Task) codes(kinds ...string) []string {
+	var out []string
+	for _, l := range t.Langs {
+		for _, k := range kinds {
+			if l.Kind == k {
+				out = append(out, l.Code)
+			}
+		}
+	}
+	return out
+}
+
+func pm(m, s float64) string { return fmt.Sprintf("%.3f ± %.3f", m, s) }
+
+// Markdown renders the generated section: tables and links to the plots in imgDir (relative to the report).
+func (res *Results) Markdown(imgRel string) string {
+	var b strings.Builder
+	cfg := res.Config
+	t := cfg.Task
+	all := make([]string, 0, len(t.Langs))
+	for _, l := range t.Langs {
+		all = append(all, l.Code)
+	}
+	fmt.Fprintf(&b, "%s\n\n", BeginMarker)
+	fmt.Fprintf(&b, "Seeds %v, %d steps × batch %d per arm, Adam lr %g, β %g, LoRA r=%d on q,v (%d layers, width %d); sketch countsketch k=%d; wall time %s.\n\n",
+		cfg.Seeds, cfg.Steps, cfg.BatchSize, cfg.LR, cfg.Beta, cfg.Model.LoRARank, cfg.Model.Layers, cfg.Model.Dim, cfg.SketchK, res.Elapsed.Round(1e9))
+
+	b.WriteString("### Held-out preference accuracy (shared rule), mean ± std over seeds\n\n")
+	b.WriteString("| arm | pairs | " + strings.Join(all, " | ") + " | seen clean (h,l) | conflict (c) | unseen (u) |\n")
+	b.WriteString("|---|---|" + strings.Repeat("---|", len(all)+3) + "\n")
+	groups := [][]string{t.codes("high", "low"), t.codes("conflict"), t.codes("unseen")}
+	for _, arm := range Arms {
+		s := collect(res.Runs, arm, false)
+		var n []float64
+		for _, r := range res.Runs {
+			if r.Arm == arm {
+				n = append(n, float64(r.Train))
+			}
+		}
+		nm, _ := meanStd(n)
+		fmt.Fprintf(&b, "| %s | %.0f |", arm, nm)
+		for _, l := range all {
+			fmt.Fprintf(&b, " %s |", pm(s.mean[l], s.std[l]))
+		}
+		for _, g := range groups {
+			if len(g) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			m, sd := groupMean(res.Runs, arm, g)
+			fmt.Fprintf(&b, " **%s** |", pm(m, sd))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\n![accuracy per language and arm](%s/accuracy.svg)\n\n", imgRel)
+
+	if cf := t.codes("conflict"); len(cf) > 0 {
+		b.WriteString("### Conflict languages on their own preference\n\n| arm | " + strings.Join(cf, " | ") + " |\n|---|" + strings.Repeat("---|", len(cf)) + "\n")
+		for _, arm := range Arms {
+			s := collect(res.Runs, arm, true)
+			fmt.Fprintf(&b, "| %s |", arm)
+			for _, l := range cf {
+				fmt.Fprintf(&b, " %s |", pm(s.mean[l], s.std[l]))
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("### What each arm trained on (mean over seeds)\n\nPairs kept per language, and in brackets the share whose judged label agrees with the shared rule.\n\n")
+	seen := t.codes("high", "low", "conflict")
+	b.WriteString("| arm | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
+	for _, arm := range Arms {
+		fmt.Fprintf(&b, "| %s |", arm)
+		for _, l := range seen {
+			var kept, corr, n float64
+			for _, r := range res.Runs {
+				if r.Arm == arm {
+					kept += float64(r.KeptBy[l])
+					corr += float64(r.Correct[l])
+					n++
+				}
+			}
+			if kept == 0 {
+				b.WriteString(" 0 |")
+				continue
+			}
+			fmt.Fprintf(&b, " %.0f (%.0f%%) |", kept/n, 100*corr/kept)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+
+	if len(res.Diags) > 0 {
+		b.WriteString("### Selection diagnostics (no training; mean over seeds)\n\nPairs kept per language (share with the correct label) and the mean score cos(v_i, g*) per language.\n\n")
+		b.WriteString("| selection | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
+		for _, name := range []string{DiagSketch, DiagExact, DiagNoSurgery} {
+			fmt.Fprintf(&b, "| %s |", name)
+			for _, l := range seen {
+				var kept, corr, score, n float64
+				for _, d := range res.Diags {
+					if d.Name == name {
+						kept += float64(d.KeptBy[l])
+						corr += float64(d.Correct[l])
+						score += d.MeanScore[l]
+						n++
+					}
+				}
+				share := 0.0
+				if kept > 0 {
+					share = 100 * corr / kept
+				}
+				fmt.Fprintf(&b, " %.0f (%.0f%%), s̄=%+.3f |", kept/n, share, score/n)
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+
+	if len(res.Alone) > 0 {
+		b.WriteString("### Interference check: each seen language trained alone vs jointly (all pairs)\n\nSame budget; accuracy on the language itself (shared rule; own preference for conflict languages).\n\n")
+		b.WriteString("| language | kind | alone | joint | joint − alone |\n|---|---|---|---|---|\n")
+		for _, l := range t.Langs {
+			if l.Pairs == 0 {
+				continue
+			}
+			own := l.Conflict
+			var alone, joint []float64
+			for _, r := range res.Alone {
+				if r.Arm == ArmAlonePref+" "+l.Code {
+					alone = append(alone, pick(own, r.OwnAcc, r.Acc)[l.Code])
+				}
+			}
+			for _, r := range res.Runs {
+				if r.Arm == ArmAll {
+					joint = append(joint, pick(own, r.OwnAcc, r.Acc)[l.Code])
+				}
+			}
+			am, as := meanStd(alone)
+			jm, js := meanStd(joint)
+			kind := l.Kind
+			if own {
+				kind += " (own pref.)"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %+.3f |\n", l.Code, kind, pm(am, as), pm(jm, js), jm-am)
+		}
+		b.WriteString("\n")
+	}
+
+	if len(res.Fidelity) > 0 {
+		fmt.Fprintf(&b, "### Sketch fidelity: ConGrad (mean, positive) decisions on sketches vs exact gradients\n\n")
+		fmt.Fprintf(&b, "Agreement over all pairs, over pairs with |exact score| ≥ %.2f, and the correlation of scores; mean over seeds. LoRA gradient dimension d = %d (%d non-zero at fresh LoRA).\n\n", FidelityMinScore, res.GradDim, res.GradNonZero)
+		b.WriteString("| method | k | agree (all) | agree (|score| ≥ 0.05) | score corr. |\n|---|---|---|---|---|\n")
+		type key struct {
+			m string
+			k int
+		}
+		agg := map[key][][3]float64{}
+		var keys []key
+		for _, f := range res.Fidelity {
+			kk := key{f.Method, f.K}
+			if _, ok := agg[kk]; !ok {
+				keys = append(keys, kk)
+			}
+			agg[kk] = append(agg[kk], [3]float64{f.Agree, f.AgreeBig, f.ScoreCorr})
+		}
+		sort.SliceStable(keys, func(i, j int) bool {
+			if keys[i].m != keys[j].m {
+				return keys[i].m < keys[j].m
+			}
+			return keys[i].k < keys[j].k
+		})
+		for _, kk := range keys {
+			var a, ab, c []float64
+			for _, v := range agg[kk] {
+				a, ab, c = append(a, v[0]), append(ab, v[1]), append(c, v[2])
+			}
+			am, as := meanStd(a)
+			bm, bs := meanStd(ab)
+			cm, _ := meanStd(c)
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.4f |\n", kk.m, kk.k, pm(am, as), pm(bm, bs), cm)
+		}
+		fmt.Fprintf(&b, "\n![fidelity vs k](%s/fidelity.svg)\n\n", imgRel)
+	}
+
+	if len(res.Conflicts) > 0 {
+		var proj []float64
+		for _, c := range res.Conflicts {
+			proj = append(proj, float64(c.Projections))
+		}
+		pmean, _ := meanStd(proj)
+		c := res.Conflicts[0]
+		fmt.Fprintf(&b, "PCGrad projections fired, mean over seeds: %.1f.\n\n", pmean)
+		fmt.Fprintf(&b, "### Conflict map (seed %d): cosine of the per-language directions G_l (countsketch k=%d); PCGrad projections fired: %d\n\n", c.Seed, cfg.SketchK, c.Projections)
+		b.WriteString("| | " + strings.Join(c.Langs, " | ") + " |\n|---|" + strings.Repeat("---|", len(c.Langs)) + "\n")
+		for i, l := range c.Langs {
+			fmt.Fprintf(&b, "| %s |", l)
+			for j := range c.Langs {
+				fmt.Fprintf(&b, " %+.2f |", c.Cosine[i][j])
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString(EndMarker + "\n")
+	return b.String()
+}
+
+func pick(own bool, a, b map[string]float64) map[string]float64 {
+	if own {
+		return a
+	}
+	return b
+}
+
+// Write puts the report into dir: EXPERIMENTS.md (replacing only the
+// generated section if the file has the markers), img/accuracy.svg,
+// img/fidelity.svg and img/results.json.
+func (res *Results) Write(dir string) error {
+	img := filepath.Join(dir, "img")
+	if err := os.MkdirAll(img, 0o755); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(img, "accuracy.svg"), []byte(res.AccuracySVG()), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if len(res.Fidelity) > 0 {
+		if err := os.WriteFile(filepath.Join(img, "fidelity.svg"), []byte(res.FidelitySVG()), 0o644); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	js, err := json.MarshalIndent(res, "", " ")
+	if err != nil {
+		return fmt.Errorf("report: json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(img, "results.json"), js, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	path := filepath.Join(dir, "EXPERIMENTS.md")
+	gen := res.Markdown("img")
+	old, err := os.ReadFile(path)
+	var out string
+	switch {
+	case err == nil && strings.Contains(string(old), BeginMarker) && strings.Contains(string(old), EndMarker):
+		s := string(old)
+		i := strings.Index(s, BeginMarker)
+		j := strings.Index(s, EndMarker) + len(EndMarker)
+		out = s[:i] + strings.TrimSuffix(gen, "\n") + s[j:]
+	case err == nil:
+		out = strings.TrimRight(string(old), "\n") + "\n\n" + gen
+	case os.IsNotExist(err):
+		out = "# Experiments\n\n" + gen
+	default:
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}

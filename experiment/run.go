@@ -1,0 +1,195 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/congrad-beam/congrad/train"
+)
+
+// Config is one experiment: the task, the model, the training budget shared
+// by every arm, and the ConGrad settings.
+type Config struct {
+	Task      Task
+	Model     train.Config
+	Seeds     []uint64
+	Steps     int     // optimiser steps per training run (same for every arm)
+	BatchSize int     // pairs per step
+	LR        float64 // Adam learning rate
+	Beta      float64 // LP-DPO β (α = 0: plain DPO, all responses have equal length)
+	SketchK   int     // ConGrad default sketch size
+	Gamma     float64 // ema accumulator γ
+	Rho       float64 // top rule: kept fraction per language
+	GradBatch int     // mini-batch size of the gradient stage (the ema step τ)
+	// FidelityKs are the sketch sizes of the fidelity study (empty: skip it).
+	FidelityKs []int
+	Alone      bool // also train each seen language alone (the interference check)
+}
+
+// DefaultConfig is `make experiment`.
+func DefaultConfig() Config {
+	return Config{
+		Task: DefaultTask(), Model: train.TinyConfig(), Seeds: []uint64{1, 2, 3, 4, 5},
+		Steps: 150, BatchSize: 32, LR: 3e-3, Beta: 0.1, SketchK: 8192, Gamma: 0.9, Rho: 0.5, GradBatch: 32,
+		FidelityKs: []int{256, 512, 1024, 2048, 4096, 8192, 16384}, Alone: true,
+	}
+}
+
+// QuickConfig is the CI smoke test: one seed, a short budget, few k.
+func QuickConfig() Config {
+	c := DefaultConfig()
+	c.Seeds = []uint64{1}
+	c.Steps = 20
+	c.Task.EvalPairs = 50
+	c.FidelityKs = []int{256, 8192}
+	return c
+}
+
+// RunResult is one training run of one arm on one seed.
+type RunResult struct {
+	Arm     string
+	Seed    uint64
+	Train   int                // training pairs
+	KeptBy  map[string]int     // training pairs per language
+	Correct map[string]int     // of which the label agrees with the shared rule
+	Acc     map[string]float64 // held-out accuracy on the shared rule, per language
+	OwnAcc  map[string]float64 // conflict languages: accuracy on their own preference
+	Loss    float64            // last training loss
+}
+
+// Results is everything the report needs.
+type Results struct {
+	Config    Config
+	Runs      []RunResult
+	Alone     []RunResult // one run per seen language trained alone
+	Fidelity  []FidelityRow
+	Conflicts []ConflictMap // ConGrad default per seed
+	Diags     []SelectionDiag
+	Elapsed   time.Duration
+	// GradDim is the LoRA gradient length; GradNonZero how many coordinates
+	// are non-zero in some pair (fresh LoRA: only the B factors).
+	GradDim, GradNonZero int
+}
+
+// seedData is what every arm of one seed shares.
+type seedData struct {
+	seed     uint64
+	engine   *train.Engine
+	train    *train.Dataset
+	examples []Example
+	eval     *train.Dataset
+	own      *train.Dataset
+}
+
+func prepare(cfg Config, seed uint64) (*seedData, error) {
+	base, err := BuildBase(cfg.Task, cfg.Model, seed)
+	if err != nil {
+		return nil, fmt.Errorf("seed %d: base model: %w", seed, err)
+	}
+	e, err := train.NewEngine(base, cfg.Beta, 0)
+	if err != nil {
+		return nil, fmt.Errorf("seed %d: engine: %w", seed, err)
+	}
+	sd := &seedData{seed: seed, engine: e, examples: cfg.Task.TrainPairs(seed)}
+	pairs := make([]train.Pair, len(sd.examples))
+	for i, ex := range sd.examples {
+		pairs[i] = ex.Pair
+	}
+	if sd.train, err = e.NewDataset(pairs); err != nil {
+		return nil, fmt.Errorf("seed %d: training set: %w", seed, err)
+	}
+	if len(sd.train.Rejected) > 0 {
+		return nil, fmt.Errorf("seed %d: %d training pairs rejected, first: %+v", seed, len(sd.train.Rejected), sd.train.Rejected[0])
+	}
+	shared, own := cfg.Task.EvalSet()
+	if sd.eval, err = e.NewDataset(pluck(shared)); err != nil {
+		return nil, fmt.Errorf("seed %d: eval set: %w", seed, err)
+	}
+	if sd.own, err = e.NewDataset(pluck(own)); err != nil {
+		return nil, fmt.Errorf("seed %d: own-preference eval set: %w", seed, err)
+	}
+	return sd, nil
+}
+
+func pluck(ex []Example) []train.Pair {
+	out := make([]train.Pair, len(ex))
+	for i, e := range ex {
+		out[i] = e.Pair
+	}
+	return out
+}
+
+// accuracy is the share of pairs whose implicit reward ranks Chosen above
+// Rejected, per language; a tie counts one half.
+func accuracy(e *train.Engine, ds *train.Dataset, lo *train.LoRA) (map[string]float64, error) {
+	out := map[string]float64{}
+	if ds.Len() == 0 {
+		return out, nil
+	}
+	rw, rl, err := e.Rewards(ds, lo)
+	if err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for i, p := range ds.Pairs {
+		n[p.Lang]++
+		switch {
+		case rw[i] > rl[i]:
+			out[p.Lang]++
+		case rw[i] == rl[i]:
+			out[p.Lang] += 0.5
+		}
+	}
+	for l := range out {
+		out[l] /= float64(n[l])
+	}
+	for l := range n {
+		out[l] += 0 // languages with zero correct still appear
+	}
+	return out, nil
+}
+
+// trainArm trains on the subset idx of the seed's training pairs and evaluates.
+func trainArm(ctx context.Context, cfg Config, sd *seedData, arm string, idx []int) (RunResult, error) {
+	r := RunResult{Arm: arm, Seed: sd.seed, Train: len(idx), KeptBy: map[string]int{}, Correct: map[string]int{}}
+	for _, i := range idx {
+		l := sd.examples[i].Lang
+		r.KeptBy[l]++
+		if sd.examples[i].LabelCorrect {
+			r.Correct[l]++
+		}
+	}
+	if len(idx) == 0 {
+		return r, fmt.Errorf("arm %s seed %d: no training pairs selected", arm, sd.seed)
+	}
+	res, err := sd.engine.Train(ctx, sd.train.Subset(idx), train.Options{LR: cfg.LR, BatchSize: cfg.BatchSize, Steps: cfg.Steps, Seed: sd.seed})
+	if err != nil {
+		return r, fmt.Errorf("arm %s seed %d: %w", arm, sd.seed, err)
+	}
+	r.Loss = res.Losses[len(res.Losses)-1]
+	if r.Acc, err = accuracy(sd.engine, sd.eval, res.LoRA); err != nil {
+		return r, fmt.Errorf("arm %s seed %d: eval: %w", arm, sd.seed, err)
+	}
+	if r.OwnAcc, err = accuracy(sd.engine, sd.own, res.LoRA); err != nil {
+		return r, fmt.Errorf("arm %s seed %d: own eval: %w", arm, sd.seed, err)
+	}
+	return r, nil
+}
+
+// randomSubset keeps n of the N training pairs uniformly at random (seeded).
+func randomSubset(total, n int, seed uint64) []int {
+	rng := rand.New(rand.NewPCG(seed, 0x726e64)) // "rnd"
+	idx := rng.Perm(total)[:n]
+	slices.Sort(idx)
+	return idx
+}
+
+func logf(w io.Writer, format string, a ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format, a...)
+	}
+}

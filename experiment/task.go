@@ -1,0 +1,199 @@
+// Package experiment is the controlled multilingual preference task on which
+// ConGrad is validated against joint training (issue 7): synthetic languages
+// whose true preference is known, language-dependent judge noise, languages
+// whose judges follow a conflicting preference, and languages held out of
+// training. It trains the tiny model of package train in several arms and
+// writes tables and plots to docs/.
+package experiment
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/congrad-beam/congrad/train"
+)
+
+// Lang describes one synthetic language of the task.
+type Lang struct {
+	Code     string
+	Pairs    int     // training pairs (0: held out of training, "unseen")
+	Flip     float64 // judge noise: probability that the judged pair is swapped
+	Conflict bool    // the judge follows the language-specific preference, not the shared one
+	Kind     string  // "high", "low", "conflict", "unseen" (for tables)
+}
+
+// Task is the full specification of the controlled task. All randomness
+// derives from Seed, so a Task value reproduces the same data.
+type Task struct {
+	Langs     []Lang
+	Symbols   int // latent symbols per language alphabet
+	PromptLen int
+	RespLen   int
+	EvalPairs int // clean held-out pairs per language
+	Seed      uint64
+}
+
+// DefaultTask is the task of docs/EXPERIMENTS.md. It was fixed by the
+// interference check (joint vs alone), before any ConGrad arm was run.
+func DefaultTask() Task {
+	return Task{
+		Langs: []Lang{
+			{Code: "h1", Pairs: 300, Flip: 0.05, Kind: "high"},
+			{Code: "h2", Pairs: 300, Flip: 0.05, Kind: "high"},
+			{Code: "h3", Pairs: 300, Flip: 0.05, Kind: "high"},
+			{Code: "l1", Pairs: 120, Flip: 0.30, Kind: "low"},
+			{Code: "l2", Pairs: 120, Flip: 0.30, Kind: "low"},
+			{Code: "c1", Pairs: 300, Flip: 0.05, Conflict: true, Kind: "conflict"},
+			{Code: "c2", Pairs: 300, Flip: 0.05, Conflict: true, Kind: "conflict"},
+			{Code: "u1", Kind: "unseen"},
+			{Code: "u2", Kind: "unseen"},
+		},
+		Symbols: 10, PromptLen: 6, RespLen: 6, EvalPairs: 200, Seed: 20260,
+	}
+}
+
+// Validate checks the task so that bad settings fail before any training.
+func (t Task) Validate() error {
+	if len(t.Langs) == 0 || t.Symbols < 2 || t.PromptLen < 1 || t.RespLen < 1 || t.EvalPairs < 1 {
+		return fmt.Errorf("task: need languages, Symbols >= 2, positive lengths and EvalPairs: %+v", t)
+	}
+	if 33+len(t.Langs)*t.Symbols > 127 {
+		return fmt.Errorf("task: %d languages × %d symbols do not fit printable ASCII", len(t.Langs), t.Symbols)
+	}
+	seen := map[string]bool{}
+	for _, l := range t.Langs {
+		if l.Code == "" || seen[l.Code] {
+			return fmt.Errorf("task: empty or duplicate language code %q", l.Code)
+		}
+		seen[l.Code] = true
+		if l.Pairs < 0 || l.Flip < 0 || l.Flip > 1 || math.IsNaN(l.Flip) {
+			return fmt.Errorf("task: language %s: Pairs >= 0 and Flip in [0,1] required", l.Code)
+		}
+	}
+	return nil
+}
+
+// char is the byte that writes latent symbol s in language li: each
+// language has its own disjoint alphabet ("script").
+func (t Task) char(li, s int) byte { return byte(33 + li*t.Symbols + s) }
+
+// TrueWeights is the shared rule: the quality of a response is the sum of
+// its symbols' weights, evenly spaced in [-1, 1] in a seeded order.
+func (t Task) TrueWeights() []float64 {
+	rng := rand.New(rand.NewPCG(t.Seed, 0x77)) // "w"
+	w := make([]float64, t.Symbols)
+	for i, p := range rng.Perm(t.Symbols) {
+		w[p] = -1 + 2*float64(i)/float64(t.Symbols-1)
+	}
+	return w
+}
+
+// ConflictWeights is the language-specific preference of conflict
+// languages: the shared rule reversed.
+func (t Task) ConflictWeights() []float64 {
+	w := t.TrueWeights()
+	for i := range w {
+		w[i] = -w[i]
+	}
+	return w
+}
+
+// Example is one generated pair with its ground truth.
+type Example struct {
+	train.Pair
+	CleanChosenFirst bool // true when Chosen is the clean (shared-rule) winner
+	LabelCorrect     bool // the judged label agrees with the shared rule
+}
+
+func quality(w []float64, syms []int) float64 {
+	q := 0.0
+	for _, s := range syms {
+		q += w[s]
+	}
+	return q
+}
+
+// genPair draws a prompt and two responses with different true quality and
+// returns them ordered (better, worse) under weights w.
+func (t Task) genPair(rng *rand.Rand, w []float64) (prompt, better, worse []int) {
+	draw := func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = rng.IntN(t.Symbols)
+		}
+		return out
+	}
+	prompt = draw(t.PromptLen)
+	for {
+		a, b := draw(t.RespLen), draw(t.RespLen)
+		qa, qb := quality(w, a), quality(w, b)
+		if math.Abs(qa-qb) < 1e-9 {
+			continue
+		}
+		if qa > qb {
+			return prompt, a, b
+		}
+		return prompt, b, a
+	}
+}
+
+func (t Task) text(li int, syms []int) string {
+	b := make([]byte, len(syms))
+	for i, s := range syms {
+		b[i] = t.char(li, s)
+	}
+	return string(b)
+}
+
+// TrainPairs generates the judged training pairs of every seen language.
+// dataSeed varies the sample across experiment seeds; the languages, alphabets
+// and rules stay fixed by Task.Seed.
+func (t Task) TrainPairs(dataSeed uint64) []Example {
+	wt := t.TrueWeights()
+	var out []Example
+	for li, l := range t.Langs {
+		rng := rand.New(rand.NewPCG(t.Seed^dataSeed, uint64(1000+li)))
+		for i := 0; i < l.Pairs; i++ {
+			prompt, better, worse := t.genPair(rng, wt)
+			judgedBetterFirst := true
+			if l.Conflict { // the judge ranks by its own preference
+				judgedBetterFirst = quality(t.ConflictWeights(), better) > quality(t.ConflictWeights(), worse)
+			}
+			if rng.Float64() < l.Flip {
+				judgedBetterFirst = !judgedBetterFirst
+			}
+			chosen, rejected := better, worse
+			if !judgedBetterFirst {
+				chosen, rejected = worse, better
+			}
+			out = append(out, Example{
+				Pair: train.Pair{ID: fmt.Sprintf("%s-%04d", l.Code, i), Lang: l.Code, Prompt: t.text(li, prompt),
+					Chosen: t.text(li, chosen), Rejected: t.text(li, rejected)},
+				CleanChosenFirst: judgedBetterFirst, LabelCorrect: judgedBetterFirst,
+			})
+		}
+	}
+	return out
+}
+
+// EvalPairs generates clean held-out pairs for every language (seen and
+// unseen): Chosen is the better response under the shared rule. For conflict
+// languages, Own reports pairs ordered by their own preference as well.
+func (t Task) EvalSet() (shared, own []Example) {
+	wt, wc := t.TrueWeights(), t.ConflictWeights()
+	for li, l := range t.Langs {
+		rng := rand.New(rand.NewPCG(t.Seed, uint64(9000+li)))
+		for i := 0; i < t.EvalPairs; i++ {
+			prompt, better, worse := t.genPair(rng, wt)
+			shared = append(shared, Example{Pair: train.Pair{ID: fmt.Sprintf("eval-%s-%04d", l.Code, i), Lang: l.Code,
+				Prompt: t.text(li, prompt), Chosen: t.text(li, better), Rejected: t.text(li, worse)}, CleanChosenFirst: true, LabelCorrect: true})
+			if l.Conflict {
+				prompt, better, worse = t.genPair(rng, wc)
+				own = append(own, Example{Pair: train.Pair{ID: fmt.Sprintf("own-%s-%04d", l.Code, i), Lang: l.Code,
+					Prompt: t.text(li, prompt), Chosen: t.text(li, better), Rejected: t.text(li, worse)}})
+			}
+		}
+	}
+	return shared, own
+}
