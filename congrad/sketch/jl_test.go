@@ -117,4 +117,3 @@ func FuzzAdd(f *testing.F) {
 		_ = sk.Sketch()
 	})
 }
-
