@@ -219,3 +219,20 @@ func FuzzDecideNoPanic(f *testing.F) {
 		}
 	})
 }
+
+func TestEmptyLanguage(t *testing.T) {
+	for _, o := range []Options{DefaultOptions(), {Rule: Top, Rho: 0.5}} {
+		vs, err := DecideLanguage(nil, o)
+		if err != nil || len(vs) != 0 {
+			t.Fatalf("%+v: %v %v", o, vs, err)
+		}
+	}
+	vs, err := DecideWithCutoff(nil, Cutoff{})
+	if err != nil || len(vs) != 0 {
+		t.Fatalf("cutoff: %v %v", vs, err)
+	}
+	c, err := GlobalCutoff(nil, 0.5)
+	if err != nil || c.Keep != 0 || c.Total != 0 || c.Keeps(Scored{"a", "en", 1}) {
+		t.Fatalf("empty cutoff %+v %v", c, err)
+	}
+}
