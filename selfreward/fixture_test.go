@@ -22,7 +22,7 @@ func TestParseScoreFixture(t *testing.T) {
 	for line := 1; sc.Scan(); line++ {
 		var c struct {
 			Lang, Text, Error string
-			Score              float64
+			Score             float64
 		}
 		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
 			t.Fatalf("line %d: %v", line, err)
