@@ -50,3 +50,16 @@ func (e *Engine) CountTokens(s string) int { return len(e.m.Tok.Encode(s)) }
 func (e *Engine) ServeOptions() serve.Options {
 	return serve.Options{Model: e.m.Ref, CountTokens: e.CountTokens, MaxConcurrent: 1}
 }
+
+// Open loads the model ref ("tiny", "tiny:seed=N" or a checkpoint directory,
+// see model.Open) and wraps it. What `congrad serve` needs:
+//
+//	eng, err := embedded.Open(ref, 0)
+//	err = serve.ListenAndServe(ctx, "127.0.0.1:8000", eng, eng.ServeOptions())
+func Open(ref string, rows int) (*Engine, error) {
+	m, err := model.Open(ref)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open %s: %w", ref, err)
+	}
+	return New(m, rows)
+}
