@@ -2,9 +2,11 @@ package experiment
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -19,8 +21,20 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	out := fs.String("out", "docs", "directory for EXPERIMENTS.md and img/")
 	seeds := fs.String("seeds", "", "comma-separated seeds (default 1,2,3,4,5; quick: 1)")
 	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
+	replot := fs.String("replot", "", "rewrite the report from a results.json of an earlier run, without training")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *replot != "" {
+		data, err := os.ReadFile(*replot)
+		if err != nil {
+			return fmt.Errorf("experiment: --replot: %w", err)
+		}
+		var res Results
+		if err := json.Unmarshal(data, &res); err != nil {
+			return fmt.Errorf("experiment: --replot %s: %w", *replot, err)
+		}
+		return res.Write(*out)
 	}
 	cfg := DefaultConfig()
 	if *quick {

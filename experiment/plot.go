@@ -65,7 +65,7 @@ func (res *Results) AccuracySVG() string {
 // FidelitySVG plots decision agreement (|score| ≥ FidelityMinScore) against
 // log2 k, one line per sketch method, mean over seeds.
 func (res *Results) FidelitySVG() string {
-	const w, h, left, right, top, bottom = 700, 400, 60, 170, 40, 50
+	const w, h, left, right, top, bottom = 760, 400, 60, 240, 40, 50
 	pw, ph := float64(w-left-right), float64(h-top-bottom)
 	type pt struct{ k, v, all float64 }
 	series := map[string]map[int][]pt{}
@@ -117,16 +117,16 @@ func (res *Results) FidelitySVG() string {
 				}
 				mv, _ := meanStd(vs)
 				path = append(path, fmt.Sprintf("%.1f,%.1f", x(k), y(mv)))
-				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x(k), y(mv), palette[(2*mi+vi)%len(palette)])
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x(k), y(mv), palette[[]int{0, 2, 5, 3}[mi%4]])
 			}
 			dash := ""
 			if vi == 1 {
 				dash = ` stroke-dasharray="5 3"`
 			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(path, " "), palette[(2*mi+vi)%len(palette)], dash)
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(path, " "), palette[[]int{0, 2, 5, 3}[mi%4]], dash)
 			yy := top + 10 + 20*legend
 			fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"%s/><text x="%d" y="%d">%s, %s</text>`+"\n",
-				w-right+8, w-right+28, yy, yy, palette[(2*mi+vi)%len(palette)], dash, w-right+32, yy+4, esc(m), esc(which))
+				w-right+8, w-right+28, yy, yy, palette[[]int{0, 2, 5, 3}[mi%4]], dash, w-right+32, yy+4, esc(m), esc(which))
 			legend++
 		}
 	}
