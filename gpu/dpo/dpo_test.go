@@ -234,6 +234,31 @@ func TestDeviceSketchEqualsHostSketch(t *testing.T) {
 	}
 }
 
+func TestConcurrentExtractIsDeterministic(t *testing.T) {
+	x := newX(t, Options{Batch: 2, LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.2}})
+	res := make([][]Output, 2)
+	errs := make(chan error, 2)
+	for i := range res {
+		go func() {
+			var err error
+			res[i], err = x.Extract(pairs)
+			errs <- err
+		}()
+	}
+	for range res {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range pairs {
+		for c, v := range res[0][p].Sketch {
+			if math.Float32bits(v) != math.Float32bits(res[1][p].Sketch[c]) || res[0][p].Loss != res[1][p].Loss {
+				t.Fatalf("pair %d differs between concurrent calls", p)
+			}
+		}
+	}
+}
+
 func TestBadInputGivesPerPairReasons(t *testing.T) {
 	long := strings.Repeat("lang ", 40)
 	in := []Input{
