@@ -146,19 +146,22 @@ func (g *Generator) padLen(n int) int {
 	return min(t, g.m.Config.MaxPositionEmbeddings)
 }
 
-// encodePrompt is [BOS] prompt, keeping the last tokens when the prompt and
-// room to generate do not fit the model's positions.
+// encodePrompt is [BOS] prompt. When the prompt plus room to generate
+// exceed the model's positions, the prompt keeps BOS and its most recent
+// tokens, leaving min(room, positions/2) positions to generate into; a
+// sample that reaches the last position stops there (as max_tokens would).
 func (g *Generator) encodePrompt(p string, room int) ([]int, error) {
 	ids := g.m.Tok.Encode(p)
 	if bos := g.m.Tok.BOS(); bos >= 0 {
 		ids = append([]int{bos}, ids...)
 	}
-	limit := g.m.Config.MaxPositionEmbeddings - room
-	if limit < 1 {
-		return nil, fmt.Errorf("%w: max_tokens %d leaves no room for a prompt (max positions %d)", ErrOptions, room, g.m.Config.MaxPositionEmbeddings)
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: empty prompt and the tokenizer has no BOS", ErrOptions)
 	}
+	maxPos := g.m.Config.MaxPositionEmbeddings
+	limit := maxPos - min(room, maxPos/2)
 	if len(ids) > limit {
-		ids = append(ids[:1:1], ids[len(ids)-limit+1:]...) // keep BOS and the most recent tokens
+		ids = append(ids[:1:1], ids[len(ids)-limit+1:]...)
 	}
 	for _, id := range ids {
 		if id < 0 || id >= g.m.Config.VocabSize {

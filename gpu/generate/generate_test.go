@@ -84,8 +84,18 @@ func TestGreedyAndStop(t *testing.T) {
 	if _, err := g.Generate(ctx, []string{"x"}, SampleOptions{TopP: 2}); err == nil {
 		t.Error("top_p 2 accepted")
 	}
-	if _, err := g.Generate(ctx, []string{"x"}, SampleOptions{MaxTokens: 10000}); err == nil {
-		t.Error("max_tokens beyond the model's positions accepted")
+	// More than the model's positions (32 here): the prompt is cut from the
+	// left and generation stops at the last position instead of failing.
+	short := *tiny.Config
+	short.MaxPositionEmbeddings = 32
+	gs, _ := New(&model.Model{Config: &short, Tok: model.ByteTokenizer{}, Weights: tiny.Weights}, 2)
+	long := strings.Repeat("é", 30) // 60 byte tokens
+	out, err = gs.Generate(ctx, []string{long}, SampleOptions{MaxTokens: 100, Temperature: 1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := utf8.RuneCountInString(out[0][0]); n > 16 || n == 0 {
+		t.Errorf("generated %d characters for the 16 positions left", n)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
