@@ -75,6 +75,12 @@ type Config struct {
 	AttnLogitSoftcapping  *float64 `json:"attn_logit_softcapping"`
 	FinalLogitSoftcapping *float64 `json:"final_logit_softcapping"`
 	SlidingWindow         *int     `json:"sliding_window"`
+
+	// Read only to refuse what this implementation does not do, rather than
+	// silently computing a different model.
+	RopeScaling   json.RawMessage `json:"rope_scaling"`
+	AttentionBias bool            `json:"attention_bias"`
+	MLPBias       bool            `json:"mlp_bias"`
 }
 
 // LoadConfig reads and validates dir/config.json (or a path to the file itself).
@@ -159,9 +165,17 @@ func (c *Config) Activation() string {
 // Validate checks the fields the graph depends on.
 func (c *Config) Validate() error {
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "gemma", "gemma2", "":
+	case "llama", "gemma", "gemma2", "":
 	default:
-		return fmt.Errorf("%w: model_type %q not supported (llama, mistral, qwen2, gemma, gemma2)", ErrConfig, c.ModelType)
+		// mistral (sliding window on every layer) and qwen2 (q/k/v biases)
+		// would load but compute something else.
+		return fmt.Errorf("%w: model_type %q not supported (llama, gemma, gemma2)", ErrConfig, c.ModelType)
+	}
+	if rs := strings.TrimSpace(string(c.RopeScaling)); rs != "" && rs != "null" {
+		return fmt.Errorf("%w: rope_scaling %s not supported (plain RoPE only)", ErrConfig, rs)
+	}
+	if c.AttentionBias || c.MLPBias {
+		return fmt.Errorf("%w: attention_bias/mlp_bias not supported", ErrConfig)
 	}
 	pos := map[string]int{
 		"vocab_size": c.VocabSize, "hidden_size": c.HiddenSize, "intermediate_size": c.IntermediateSize,
