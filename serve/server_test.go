@@ -142,3 +142,36 @@ func TestModelsHealthzAndErrors(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestListenAndServeStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve.ListenAndServe(ctx, "127.0.0.1:0", markov.New("", 3), serve.Options{}) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.ListenAndServe(context.Background(), "256.0.0.1:99999", markov.New("", 3), serve.Options{}); err == nil {
+		t.Fatal("a bad address must fail")
+	}
+}
+
+func TestCompletionsPromptListAndStop(t *testing.T) {
+	s := start(t)
+	code, v := post(t, s.URL()+"/v1/completions", map[string]any{
+		"prompt": []string{"Water boils", "Wasser kocht"}, "n": 2, "seed": 3, "max_tokens": 80, "stop": []string{" "},
+	})
+	if code != 200 {
+		t.Fatalf("status %d: %v", code, v)
+	}
+	cs := v["choices"].([]any)
+	if len(cs) != 4 {
+		t.Fatalf("want 2 prompts x 2 samples, got %d", len(cs))
+	}
+	for i, c := range cs {
+		m := c.(map[string]any)
+		if int(m["index"].(float64)) != i || strings.Contains(m["text"].(string), " ") {
+			t.Fatalf("choice %d: %v", i, m)
+		}
+	}
+}
