@@ -57,22 +57,28 @@ func Candidates(n int) []schemas.Candidate {
 func Pairs(n int) []schemas.Pair {
 	out := make([]schemas.Pair, n)
 	for i := range out {
-		p := schemas.Pair{
-			PairID: fmt.Sprintf("pair-%08d", i), PromptID: fmt.Sprintf("p%06d", i),
-			Lang: langs[i%len(langs)], Prompt: fmt.Sprintf("%s #%d", texts[i%len(texts)], i),
-			Chosen:      fmt.Sprintf("A careful answer %d in %s.", i, langs[i%len(langs)]),
-			Rejected:    fmt.Sprintf("meh %d", i),
-			ChosenScore: 4.5, RejectedScore: float64(i % 4), ChosenScores: []float64{4, 5},
-			RejectedScores: []float64{float64(i % 4)}, ChosenTokens: 20 + i%100, RejectedTokens: 3 + i%10,
-			Iteration: 1, ModelID: "tiny-test", RefChosenLogp: -float64(i%1000) / 10, RefRejectedLogp: -12.5,
-		}
-		p.Margin = p.ChosenScore - p.RejectedScore
-		if i%3 == 2 {
-			p.RefChosenLogp, p.RefRejectedLogp = math.NaN(), math.NaN()
-		}
-		out[i] = p
+		out[i] = Pair(i)
 	}
 	return out
+}
+
+// Pair returns the i-th sample pair, so a pipeline can generate pairs in
+// parallel without holding them all.
+func Pair(i int) schemas.Pair {
+	p := schemas.Pair{
+		PairID: fmt.Sprintf("pair-%08d", i), PromptID: fmt.Sprintf("p%06d", i),
+		Lang: langs[i%len(langs)], Prompt: fmt.Sprintf("%s #%d", texts[i%len(texts)], i),
+		Chosen:      fmt.Sprintf("A careful answer %d in %s.", i, langs[i%len(langs)]),
+		Rejected:    fmt.Sprintf("meh %d", i),
+		ChosenScore: 4.5, RejectedScore: float64(i % 4), ChosenScores: []float64{4, 5},
+		RejectedScores: []float64{float64(i % 4)}, ChosenTokens: 20 + i%100, RejectedTokens: 3 + i%10,
+		Iteration: 1, ModelID: "tiny-test", RefChosenLogp: -float64(i%1000) / 10, RefRejectedLogp: -12.5,
+	}
+	p.Margin = p.ChosenScore - p.RejectedScore
+	if i%3 == 2 {
+		p.RefChosenLogp, p.RefRejectedLogp = math.NaN(), math.NaN()
+	}
+	return p
 }
 
 // Sketches returns n sketches of dimension k.

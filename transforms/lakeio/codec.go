@@ -1,11 +1,16 @@
 package lakeio
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"reflect"
+	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/congrad-beam/congrad/schemas"
 )
 
@@ -26,9 +31,25 @@ type anyCodec interface {
 	schema() *arrow.Schema
 	check(*arrow.Schema) error
 	key(v any) string
-	appendRows(b *array.RecordBuilder, rows []any) error
 	decode(rec arrow.RecordBatch, emit func(any)) error
 	elemType() reflect.Type
+	// newBuffer collects rows of one shard on the sending side.
+	newBuffer() rowBuffer
+	// collect decodes the IPC blobs of one shard into rows sorted by key.
+	collect(blobs func(*[]byte) bool) (rowSet, error)
+}
+
+// rowBuffer holds typed rows until they are shipped as one IPC blob.
+type rowBuffer interface {
+	add(v any)
+	len() int
+	ipc() ([]byte, error) // encodes and empties the buffer
+}
+
+// rowSet is a shard's rows, ready to be appended in row-group slices.
+type rowSet interface {
+	len() int
+	appendRange(b *array.RecordBuilder, lo, hi int) error
 }
 
 type adapter[T any] struct{ c schemas.Codec[T] }
@@ -38,12 +59,88 @@ func (a adapter[T]) schema() *arrow.Schema       { return a.c.Schema() }
 func (a adapter[T]) check(s *arrow.Schema) error { return a.c.Check(s) }
 func (a adapter[T]) elemType() reflect.Type      { return reflect.TypeFor[T]() }
 func (a adapter[T]) key(v any) string            { t := v.(T); return a.c.Key(&t) }
-func (a adapter[T]) appendRows(b *array.RecordBuilder, rows []any) error {
-	ts := make([]T, len(rows))
-	for i, r := range rows {
-		ts[i] = r.(T)
+
+// typedRows keeps rows as []T, not []any: boxing every row would cost an
+// allocation per row on the hot path.
+type typedRows[T any] struct {
+	c    schemas.Codec[T]
+	rows []T
+}
+
+func (t *typedRows[T]) add(v any) { t.rows = append(t.rows, v.(T)) }
+func (t *typedRows[T]) len() int  { return len(t.rows) }
+func (t *typedRows[T]) appendRange(b *array.RecordBuilder, lo, hi int) error {
+	return t.c.Append(b, t.rows[lo:hi])
+}
+
+func (t *typedRows[T]) ipc() ([]byte, error) {
+	b := array.NewRecordBuilder(memory.DefaultAllocator, t.c.Schema())
+	defer b.Release()
+	if err := t.c.Append(b, t.rows); err != nil {
+		return nil, err
 	}
-	return a.c.Append(b, ts)
+	t.rows = t.rows[:0]
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	var out bytes.Buffer
+	w := ipc.NewWriter(&out, ipc.WithSchema(t.c.Schema()))
+	if err := w.Write(rec); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+func (a adapter[T]) newBuffer() rowBuffer { return &typedRows[T]{c: a.c} }
+
+func (a adapter[T]) collect(blobs func(*[]byte) bool) (rowSet, error) {
+	var rows []T
+	var blob []byte
+	for blobs(&blob) {
+		r, err := ipc.NewReader(bytes.NewReader(blob))
+		if err != nil {
+			return nil, err
+		}
+		for r.Next() {
+			got, err := a.c.Decode(r.RecordBatch())
+			if err != nil {
+				r.Release()
+				return nil, err
+			}
+			rows = append(rows, got...)
+		}
+		err = r.Err()
+		r.Release()
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+	}
+	sortByKey(a.c, rows)
+	return &typedRows[T]{c: a.c, rows: rows}, nil
+}
+
+// sortByKey orders rows by key; equal keys (duplicate ids) fall back to the
+// printed record so the order never depends on shuffle order.
+func sortByKey[T any](c schemas.Codec[T], rows []T) {
+	keys := make([]string, len(rows))
+	idx := make([]int, len(rows))
+	for i := range rows {
+		keys[i], idx[i] = c.Key(&rows[i]), i
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		ka, kb := keys[idx[a]], keys[idx[b]]
+		if ka != kb {
+			return ka < kb
+		}
+		return fmt.Sprintf("%#v", rows[idx[a]]) < fmt.Sprintf("%#v", rows[idx[b]])
+	})
+	sorted := make([]T, len(rows))
+	for i, j := range idx {
+		sorted[i] = rows[j]
+	}
+	copy(rows, sorted)
 }
 func (a adapter[T]) decode(rec arrow.RecordBatch, emit func(any)) error {
 	rows, err := a.c.Decode(rec)

@@ -1,15 +1,29 @@
 package lakeio
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/congrad-beam/congrad/schemas"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 )
+
+// The test package's one registration point (the package's own is in
+// register.go).
+func init() {
+	register.Function1x1(deadSummary)
+	register.Function1x1(promptSummary)
+	register.DoFn2x0[[]byte, func(int)](&benchChunksFn{})
+	register.DoFn2x0[int, func(schemas.Pair)](&benchPairsFn{})
+	register.DoFn2x0[context.Context, schemas.Pair](&benchCountFn{})
+	register.Emitter1[int]()
+}
 
 // testBucket is created in the in-process fake GCS server.
 const testBucket = "congrad-test"

@@ -16,16 +16,10 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/congrad-beam/congrad/schemas"
 )
-
-func init() {
-	register.Function1x1(deadSummary)
-	register.Function1x1(promptSummary)
-}
 
 // deadSummary reduces a dead letter to "file:row kind" for comparison.
 func deadSummary(d schemas.DeadLetter) string {
@@ -36,7 +30,7 @@ func deadSummary(d schemas.DeadLetter) string {
 func promptSummary(p schemas.Prompt) string { return p.ID + "/" + p.Lang }
 
 // counters returns the lakeio counters of a finished pipeline by name.
-func counters(t *testing.T, res beam.PipelineResult) map[string]int64 {
+func counters(t testing.TB, res beam.PipelineResult) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
 	for _, c := range res.Metrics().Query(func(r metrics.SingleResult) bool { return r.Namespace() == "lakeio" }).Counters() {

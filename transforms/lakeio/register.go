@@ -23,8 +23,8 @@ func init() {
 		beam.RegisterType(t)
 	}
 	register.DoFn3x1[context.Context, []byte, func(split), error](&expandFn{})
-	register.DoFn1x2[beam.X, int, beam.X](&shardFn{})
-	register.DoFn4x1[context.Context, int, func(*beam.X) bool, func(string), error](&writeShardFn{})
+	register.DoFn2x1[beam.X, func(int, []byte), error](&shardFn{})
+	register.DoFn4x1[context.Context, int, func(*[]byte) bool, func(string), error](&writeShardFn{})
 	register.DoFn4x1[context.Context, []byte, func(*string) bool, func(string), error](&finalizeFn{})
 	register.DoFn3x1[context.Context, split, func(beam.X), error](&readFn{})
 	register.DoFn4x1[context.Context, split, func(schemas.Prompt), func(schemas.DeadLetter), error](&readPromptsFn{})
@@ -33,6 +33,7 @@ func init() {
 	register.Emitter1[string]()
 	register.Emitter1[schemas.Prompt]()
 	register.Emitter1[schemas.DeadLetter]()
-	register.Iter1[beam.X]()
+	register.Emitter2[int, []byte]()
+	register.Iter1[[]byte]()
 	register.Iter1[string]()
 }

@@ -1,0 +1,203 @@
+package lakeio
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/schemas/schematest"
+)
+
+// benchChunksFn and benchPairsFn generate pairs 0..N-1 in parallel chunks, so
+// the Beam side never holds the input in the pipeline graph.
+type benchChunksFn struct{ Chunks int }
+
+func (f *benchChunksFn) ProcessElement(_ []byte, emit func(int)) {
+	for c := 0; c < f.Chunks; c++ {
+		emit(c)
+	}
+}
+
+type benchPairsFn struct{ N, Chunks int }
+
+func (f *benchPairsFn) ProcessElement(c int, emit func(schemas.Pair)) {
+	per := (f.N + f.Chunks - 1) / f.Chunks
+	for i := c * per; i < min((c+1)*per, f.N); i++ {
+		emit(schematest.Pair(i))
+	}
+}
+
+type benchCountFn struct{ n beam.Counter }
+
+func (f *benchCountFn) Setup() { f.n = beam.NewCounter("lakeio", "bench_pairs_read") }
+func (f *benchCountFn) ProcessElement(ctx context.Context, _ schemas.Pair) {
+	f.n.Inc(ctx, 1)
+}
+
+// cpuTime is this process's user+system CPU time. On a shared machine it is
+// a steadier measure than wall time; Prism runs in-process, so it covers the
+// runner, the SDK harness and our DoFns.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// phase measures wall and CPU time of fn.
+func phase(fn func()) (wall, cpu time.Duration) {
+	c0, t0 := cpuTime(), time.Now()
+	fn()
+	return time.Since(t0), cpuTime() - c0
+}
+
+func dirBytes(t testing.TB, glob string) int64 {
+	files, _ := filepath.Glob(glob)
+	var n int64
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += st.Size()
+	}
+	return n
+}
+
+// rawPqarrow writes pairs 0..n-1 to one Parquet file with plain pqarrow
+// (same codec, compression and row groups as lakeio) and reads them back.
+func rawPqarrow(b testing.TB, path string, n, rowGroup int) (write, read time.Duration, bytes int64) {
+	codec := schemas.PairCodec{}
+	start := time.Now()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithMaxRowGroupLength(int64(rowGroup)))
+	fw, err := pqarrow.NewFileWriter(codec.Schema(), f, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb := array.NewRecordBuilder(memory.DefaultAllocator, codec.Schema())
+	rows := make([]schemas.Pair, 0, rowGroup)
+	for lo := 0; lo < n; lo += rowGroup {
+		rows = rows[:0]
+		for i := lo; i < min(lo+rowGroup, n); i++ {
+			rows = append(rows, schematest.Pair(i))
+		}
+		if err := codec.Append(rb, rows); err != nil {
+			b.Fatal(err)
+		}
+		rec := rb.NewRecordBatch()
+		if err := fw.Write(rec); err != nil {
+			b.Fatal(err)
+		}
+		rec.Release()
+	}
+	if err := fw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	write = time.Since(start)
+	st, _ := os.Stat(path)
+
+	start = time.Now()
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, memory.DefaultAllocator)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := 0
+	for rr.Next() {
+		ps, err := codec.Decode(rr.RecordBatch())
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += len(ps)
+	}
+	rr.Release()
+	pf.Close()
+	read = time.Since(start)
+	if got != n {
+		b.Fatalf("raw read %d rows, wrote %d", got, n)
+	}
+	return write, read, st.Size()
+}
+
+// BenchmarkWriteReadPairs writes and reads N pairs (LAKEIO_BENCH_N, default
+// 1,000,000) through Write/ReadPairs on Prism and through raw pqarrow in the
+// same run, and reports both and their ratio. Run it alone:
+//
+//	go test -run '^$' -bench WriteReadPairs -benchtime 1x ./transforms/lakeio/
+func BenchmarkWriteReadPairs(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("LAKEIO_BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	const shards, rowGroup, chunks = 8, 65536, 16
+	for it := 0; it < b.N; it++ {
+		dir := b.TempDir()
+		var rawW, rawR time.Duration
+		var rawBytes int64
+		rawWall, rawCPU := phase(func() { rawW, rawR, rawBytes = rawPqarrow(b, filepath.Join(dir, "raw.parquet"), n, rowGroup) })
+
+		prefix := filepath.Join(dir, "pairs")
+		p, s := beam.NewPipelineWithRoot()
+		gen := beam.ParDo(s, &benchPairsFn{N: n, Chunks: chunks}, beam.Reshuffle(s, beam.ParDo(s, &benchChunksFn{Chunks: chunks}, beam.Impulse(s))))
+		WritePairs(s, prefix, gen, WriteOptions{Shards: shards, RowGroupRows: rowGroup})
+		beamW, beamWCPU := phase(func() {
+			if err := ptest.Run(p); err != nil {
+				b.Fatal(err)
+			}
+		})
+		beamBytes := dirBytes(b, ShardGlob(prefix, Parquet))
+
+		p, s = beam.NewPipelineWithRoot()
+		beam.ParDo0(s, &benchCountFn{}, ReadPairs(s, ShardGlob(prefix, Parquet), ReadOptions{}))
+		var res beam.PipelineResult
+		beamR, beamRCPU := phase(func() {
+			var err error
+			if res, err = ptest.RunWithMetrics(p); err != nil {
+				b.Fatal(err)
+			}
+		})
+		if got := counters(b, res)["bench_pairs_read"]; got != int64(n) {
+			b.Fatalf("read back %d pairs, wrote %d", got, n)
+		}
+
+		ratio := (beamW + beamR).Seconds() / rawWall.Seconds()
+		cpuRatio := (beamWCPU + beamRCPU).Seconds() / rawCPU.Seconds()
+		mb := func(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
+		b.ReportMetric(ratio, "wall_ratio")
+		b.ReportMetric(cpuRatio, "cpu_ratio")
+		b.ReportMetric(float64(n)/(beamW+beamR).Seconds(), "beam_rows/s")
+		b.ReportMetric(float64(n)/rawWall.Seconds(), "raw_rows/s")
+		fmt.Fprintf(os.Stderr, "N=%d shards=%d rowgroup=%d GOMAXPROCS=%d\n", n, shards, rowGroup, runtime.GOMAXPROCS(0))
+		fmt.Fprintf(os.Stderr, "raw pqarrow : write %6.2fs (%8.0f rows/s, %6.1f MB/s)  read %6.2fs (%8.0f rows/s, %6.1f MB/s)  cpu %6.2fs  %d bytes\n",
+			rawW.Seconds(), float64(n)/rawW.Seconds(), mb(rawBytes, rawW), rawR.Seconds(), float64(n)/rawR.Seconds(), mb(rawBytes, rawR), rawCPU.Seconds(), rawBytes)
+		fmt.Fprintf(os.Stderr, "lakeio/prism: write %6.2fs (%8.0f rows/s, %6.1f MB/s)  read %6.2fs (%8.0f rows/s, %6.1f MB/s)  cpu %6.2fs (write %.2fs, read %.2fs)  %d bytes\n",
+			beamW.Seconds(), float64(n)/beamW.Seconds(), mb(beamBytes, beamW), beamR.Seconds(), float64(n)/beamR.Seconds(), mb(beamBytes, beamR),
+			(beamWCPU + beamRCPU).Seconds(), beamWCPU.Seconds(), beamRCPU.Seconds(), beamBytes)
+		fmt.Fprintf(os.Stderr, "ratio lakeio/raw: wall %.2f, cpu %.2f\n", ratio, cpuRatio)
+	}
+}
