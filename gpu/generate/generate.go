@@ -2,9 +2,10 @@
 // (seeded temperature / top-p sampling, stop tokens and strings, batched with
 // fixed shapes) and reads the judge's score-token probabilities.
 //
-// Each step recomputes the padded prefix (no KV cache): the graph has one
-// shape per (rows, padded length), compiled once, which is what the tiny model
-// and the fixed-shape XLA backend want; a KV cache is future work for large models.
+// Decoding uses a KV cache with fixed shapes: a prefill graph over the padded
+// rows and a one-token step graph, each compiled once per (rows, padded
+// length). Rows are slots: when a sample finishes, the next waiting sample
+// takes its slot and all rows are re-prefilled once.
 package generate
 
 import (
@@ -46,6 +47,12 @@ type Generator struct {
 	once sync.Once
 	exec *Exec
 	err  error
+
+	kvOnce sync.Once
+	kvx    *kvExecs
+	kvErr  error
+
+	noCache bool // tests: recompute the padded prefix every step
 }
 
 // New returns a Generator that runs rows sequences per device call (default 8).
@@ -264,51 +271,84 @@ func (g *Generator) Generate(ctx context.Context, prompts []string, o SampleOpti
 		}
 	}
 	t := g.padLen(longest + o.MaxTokens)
-	active := []*job{}
 	finish := func(j *job) {
 		out[j.prompt][j.sample] = cutStop(g.m.Tok.Decode(j.ids[j.start:]), o.Stop)
 	}
-	for len(queue) > 0 || len(active) > 0 {
+	if o.MaxTokens == 0 {
+		for _, j := range queue {
+			finish(j)
+		}
+		return out, nil
+	}
+	slots := make([]*job, g.rows)
+	dec := &decoder{g: g, t: t}
+	defer dec.free()
+	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for len(active) < g.rows && len(queue) > 0 {
-			j := queue[0]
-			queue = queue[1:]
-			if o.MaxTokens == 0 {
-				finish(j)
-				continue
+		refilled := false
+		for i := range slots {
+			if slots[i] == nil && len(queue) > 0 {
+				slots[i], queue = queue[0], queue[1:]
+				refilled = true
 			}
-			active = append(active, j)
 		}
-		if len(active) == 0 {
-			break
+		busy := false
+		for _, j := range slots {
+			busy = busy || j != nil
 		}
-		seqs := make([][]int, len(active))
-		for i, j := range active {
-			seqs[i] = j.ids
+		if !busy {
+			return out, nil
 		}
-		logits, err := g.logitsAt(seqs, t)
+		var logits [][]float32
+		var err error
+		switch {
+		case g.noCache:
+			seqs := make([][]int, len(slots))
+			for i, j := range slots {
+				seqs[i] = []int{g.m.Tok.PAD()}
+				if j != nil {
+					seqs[i] = j.ids
+				}
+			}
+			logits, err = g.logitsAt(seqs, t)
+		case refilled || dec.caches == nil:
+			seqs := make([][]int, len(slots))
+			for i, j := range slots {
+				if j != nil {
+					seqs[i] = j.ids
+				}
+			}
+			logits, err = dec.prefill(seqs)
+		default:
+			tok, pos := make([]int32, len(slots)), make([]int32, len(slots))
+			for i, j := range slots {
+				tok[i] = int32(g.m.Tok.PAD())
+				if j != nil {
+					tok[i], pos[i] = int32(j.ids[len(j.ids)-1]), int32(len(j.ids)-1)
+				}
+			}
+			logits, err = dec.step(tok, pos)
+		}
 		if err != nil {
 			return nil, err
 		}
-		next := active[:0]
-		for i, j := range active {
+		for i, j := range slots {
+			if j == nil {
+				continue
+			}
 			tok := pick(logits[i], o.Temperature, o.TopP, j.rng)
 			done := stop[tok]
 			if !done {
 				j.ids = append(j.ids, tok)
 			}
-			gen := len(j.ids) - j.start
-			if done || gen >= o.MaxTokens || len(j.ids) >= t || hasStop(g.m.Tok.Decode(j.ids[j.start:]), o.Stop) {
+			if done || len(j.ids)-j.start >= o.MaxTokens || len(j.ids) >= t || hasStop(g.m.Tok.Decode(j.ids[j.start:]), o.Stop) {
 				finish(j)
-				continue
+				slots[i] = nil
 			}
-			next = append(next, j)
 		}
-		active = next
 	}
-	return out, nil
 }
 
 func hasStop(s string, stops []string) bool {

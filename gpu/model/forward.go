@@ -35,39 +35,66 @@ func BindWeights(cfg *Config, inputs []*Node) WeightNodes {
 // are 0..T-1 for every row, and the causal mask keeps valid positions from
 // seeing the padding after them) and returns the final-norm hidden states [N, T, H].
 func Hidden(cfg *Config, w WeightNodes, lora *LoRANodes, tokens *Node) *Node {
+	h, _, _ := HiddenKV(cfg, w, lora, tokens)
+	return h
+}
+
+// HiddenKV is Hidden that also returns each layer's keys and values
+// [N, T, KV, D] (keys after RoPE), the prefill of a KV cache.
+func HiddenKV(cfg *Config, w WeightNodes, lora *LoRANodes, tokens *Node) (*Node, []*Node, []*Node) {
 	g := tokens.Graph()
 	n, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
-	emb := w["model.embed_tokens.weight"]
-	dt := emb.DType()
-	x := Gather(emb, ExpandAxes(tokens, -1)) // [N, T, H]
+	x := embed(cfg, w, tokens)
+	cos, sin := ropeTables(g, cfg, t, x.DType())
+	causal := LowerTriangular(g, t) // [T, T] bool, key s <= query t
+	var ks, vs []*Node
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		mask := causal
+		if slidingLayer(cfg, i) {
+			mask = LogicalAnd(causal, slidingMask(g, t, *cfg.SlidingWindow))
+		}
+		x = layer(cfg, w, lora, p, x, func(h *Node) *Node {
+			q, k, v := qkv(cfg, w, lora, p, h)
+			q, k = rope(q, cos, sin), rope(k, cos, sin)
+			ks, vs = append(ks, k), append(vs, v)
+			m := BroadcastToDims(Reshape(mask, 1, 1, t, t), n, cfg.NumAttentionHeads, t, t)
+			out := attend(cfg, q, k, v, m)
+			return linear(w, lora, p+"self_attn.o_proj.weight", out)
+		})
+	}
+	return rmsNorm(cfg, x, w["model.norm.weight"]), ks, vs
+}
+
+func embed(cfg *Config, w WeightNodes, tokens *Node) *Node {
+	x := Gather(w["model.embed_tokens.weight"], ExpandAxes(tokens, -1))
 	if cfg.Family() != Llama {
 		// Gemma scales embeddings by sqrt(hidden), rounded to the compute dtype as HF does.
 		x = MulScalar(x, float64(float32(math.Sqrt(float64(cfg.HiddenSize)))))
 	}
-	cos, sin := ropeTables(g, cfg, t, dt)
-	causal := LowerTriangular(g, t) // [T, T] bool, key s <= query t
-	for i := 0; i < cfg.NumHiddenLayers; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		mask := causal
-		if cfg.Family() == Gemma2 && cfg.SlidingWindow != nil && i%2 == 0 {
-			mask = LogicalAnd(causal, slidingMask(g, t, *cfg.SlidingWindow))
-		}
-		h := rmsNorm(cfg, x, w[p+"input_layernorm.weight"])
-		h = attention(cfg, w, lora, p, h, cos, sin, mask, n, t)
-		if cfg.Family() == Gemma2 {
-			h = rmsNorm(cfg, h, w[p+"post_attention_layernorm.weight"])
-			x = Add(x, h)
-			h = rmsNorm(cfg, x, w[p+"pre_feedforward_layernorm.weight"])
-			h = mlp(cfg, w, lora, p, h)
-			h = rmsNorm(cfg, h, w[p+"post_feedforward_layernorm.weight"])
-		} else {
-			x = Add(x, h)
-			h = rmsNorm(cfg, x, w[p+"post_attention_layernorm.weight"])
-			h = mlp(cfg, w, lora, p, h)
-		}
+	return x
+}
+
+func slidingLayer(cfg *Config, i int) bool {
+	// HF Gemma 2: even layers use the sliding window, odd layers are global.
+	return cfg.Family() == Gemma2 && cfg.SlidingWindow != nil && i%2 == 0
+}
+
+// layer applies one decoder block around the given attention function.
+func layer(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node, attn func(*Node) *Node) *Node {
+	h := attn(rmsNorm(cfg, x, w[p+"input_layernorm.weight"]))
+	if cfg.Family() == Gemma2 {
+		h = rmsNorm(cfg, h, w[p+"post_attention_layernorm.weight"])
 		x = Add(x, h)
+		h = rmsNorm(cfg, x, w[p+"pre_feedforward_layernorm.weight"])
+		h = mlp(cfg, w, lora, p, h)
+		h = rmsNorm(cfg, h, w[p+"post_feedforward_layernorm.weight"])
+	} else {
+		x = Add(x, h)
+		h = rmsNorm(cfg, x, w[p+"post_attention_layernorm.weight"])
+		h = mlp(cfg, w, lora, p, h)
 	}
-	return rmsNorm(cfg, x, w["model.norm.weight"])
+	return Add(x, h)
 }
 
 // Logits projects hidden states [..., H] to vocabulary logits [..., V].
@@ -127,15 +154,25 @@ func linear(w WeightNodes, lora *LoRANodes, name string, x *Node) *Node {
 	return Add(y, MulScalar(delta, lora.Scale))
 }
 
-func attention(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x, cos, sin, mask *Node, n, t int) *Node {
+// qkv projects x [N, T, H] to q [N,T,heads,D] and k, v [N,T,KV,D].
+func qkv(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) (*Node, *Node, *Node) {
+	d := x.Shape().Dimensions
+	n, t := d[0], d[1]
 	nh, kvh, hd := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
 	q := Reshape(linear(w, lora, p+"self_attn.q_proj.weight", x), n, t, nh, hd)
 	k := Reshape(linear(w, lora, p+"self_attn.k_proj.weight", x), n, t, kvh, hd)
 	v := Reshape(linear(w, lora, p+"self_attn.v_proj.weight", x), n, t, kvh, hd)
-	q, k = rope(q, cos, sin), rope(k, cos, sin)
-	if rep := nh / kvh; rep > 1 { // grouped-query attention: each KV head serves rep query heads
-		k = Reshape(BroadcastToDims(InsertAxes(k, 3), n, t, kvh, rep, hd), n, t, nh, hd)
-		v = Reshape(BroadcastToDims(InsertAxes(v, 3), n, t, kvh, rep, hd), n, t, nh, hd)
+	return q, k, v
+}
+
+// attend is softmax(q·kᵀ·scale) v for q [N,T,heads,D], k/v [N,S,KV,D] and a
+// boolean mask [N, heads, T, S]; it returns [N, T, heads·D].
+func attend(cfg *Config, q, k, v, mask *Node) *Node {
+	n, t, s := q.Shape().Dimensions[0], q.Shape().Dimensions[1], k.Shape().Dimensions[1]
+	nh, kvh, hd := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
+	if rep := nh / kvh; rep > 1 { // grouped-query attention: each KV head serves rep consecutive query heads
+		k = Reshape(BroadcastToDims(InsertAxes(k, 3), n, s, kvh, rep, hd), n, s, nh, hd)
+		v = Reshape(BroadcastToDims(InsertAxes(v, 3), n, s, kvh, rep, hd), n, s, nh, hd)
 	}
 	scale := 1 / math.Sqrt(float64(hd))
 	if cfg.Family() != Llama {
@@ -145,11 +182,9 @@ func attention(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x, cos, si
 	if cfg.AttnLogitSoftcapping != nil && *cfg.AttnLogitSoftcapping > 0 {
 		scores = softcap(scores, *cfg.AttnLogitSoftcapping)
 	}
-	m := BroadcastToDims(Reshape(mask, 1, 1, t, t), n, nh, t, t)
-	scores = Where(m, scores, BroadcastToDims(Scalar(x.Graph(), scores.DType(), -1e9), n, nh, t, t))
+	scores = Where(mask, scores, BroadcastToDims(Scalar(q.Graph(), scores.DType(), -1e9), n, nh, t, s))
 	probs := Softmax(scores, -1)
-	out := Reshape(Einsum("nhts,nshd->nthd", probs, v), n, t, nh*hd)
-	return linear(w, lora, p+"self_attn.o_proj.weight", out)
+	return Reshape(Einsum("nhts,nshd->nthd", probs, v), n, t, nh*hd)
 }
 
 func mlp(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) *Node {
