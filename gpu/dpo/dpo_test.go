@@ -156,6 +156,9 @@ func TestFreshLoRAOnlyBHasGradientAndSkipsRefForward(t *testing.T) {
 	if !x.refSame {
 		t.Fatal("B=0 LoRA should reuse the policy forward as the reference")
 	}
+	if o := x.Options(); o.Beta != 0.1 || o.LoRA.Alpha != 4 || o.Sketch.K != 64 || len(o.LoRA.Targets) != 2 {
+		t.Fatalf("resolved options %+v", o)
+	}
 	xr := newX(t, Options{Batch: 3, forceRefForward: true})
 	g, names, err := x.ExactGradients(pairs)
 	if err != nil {

@@ -84,6 +84,10 @@ func (x *Extractor) ParamNames() []string {
 	return n
 }
 
+// Options returns the resolved options (defaults filled): what the pipeline
+// records next to the sketches (sketch spec, β, α, LoRA, max length).
+func (x *Extractor) Options() Options { return x.opts }
+
 // Dim is the gradient length d (number of LoRA parameters).
 func (x *Extractor) Dim() int { return x.d }
 
