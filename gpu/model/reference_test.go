@@ -167,11 +167,16 @@ func TestGraphMatchesReferenceForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gemma, err := ParseConfig([]byte(`{"model_type":"gemma","vocab_size":259,"hidden_size":32,"intermediate_size":48,
+	 "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":8,"max_position_embeddings":64}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	untied := *TinyConfig()
 	f := false
 	untied.TieWordEmbeddings = &f
 	be, _ := NewBackend(DefaultBackendSpec)
-	for name, cfg := range map[string]*Config{"llama-tiny": TinyConfig(), "llama-untied": &untied, "gemma2": gemma2} {
+	for name, cfg := range map[string]*Config{"llama-tiny": TinyConfig(), "llama-untied": &untied, "gemma": gemma, "gemma2": gemma2} {
 		t.Run(name, func(t *testing.T) {
 			w := InitWeights(cfg, 21)
 			// Random norm scales, so 1+w (Gemma) vs w (Llama) matters.
