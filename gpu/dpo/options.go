@@ -44,7 +44,8 @@ type Options struct {
 	// DType is the compute dtype: Float32 (default), Float64 (for
 	// finite-difference checks; the Go backend supports it, XLA/GPU may not)
 	// or BFloat16 (GPU throughput measurements only: every op, softmax and
-	// log-sum-exp included, then runs in bf16).
+	// log-sum-exp included, then runs in bf16; the Go backend has no bf16
+	// softmax and fails the batch with a clear error).
 	DType dtypes.DType
 
 	forceRefForward bool // tests: compute π_ref with a forward pass even when LoRA B = 0
