@@ -344,3 +344,25 @@ func TestEncodeEmptyPromptWithoutBOS(t *testing.T) {
 func (oovTok) Encode(string) []int { return []int{999} }
 
 func f64(v []float32) []float64 { return toF64(v) }
+
+func TestEdgeCases(t *testing.T) {
+	x := newX(t, Options{Batch: 2})
+	if out, err := x.Extract(nil); err != nil || len(out) != 0 {
+		t.Fatalf("empty input: %v %v", out, err)
+	}
+	out, err := x.Extract([]Input{{PairID: "a", Prompt: "p"}, {PairID: "b", Prompt: "p", Chosen: "c"}})
+	if err != nil || out[0].Err == "" || out[1].Err == "" || out[0].PairID != "a" {
+		t.Fatalf("all-invalid batch: %+v %v", out, err)
+	}
+	if _, _, err := x.ExactGradients([]Input{pairs[0], {PairID: "bad", Prompt: "p"}}); err == nil || !strings.Contains(err.Error(), `"bad"`) {
+		t.Fatalf("ExactGradients with a bad pair: %v", err)
+	}
+	if _, err := NewExtractor(nil, Options{}); err == nil {
+		t.Fatal("nil model accepted")
+	}
+	for _, o := range []Options{{Beta: -1}, {Batch: -2}, {MaxLen: 100000}, {Truncate: 7}} {
+		if _, err := NewExtractor(tiny, o); err == nil {
+			t.Errorf("options %+v accepted", o)
+		}
+	}
+}
