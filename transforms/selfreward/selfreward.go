@@ -134,6 +134,8 @@ func (f *pairsFn) flush(ctx context.Context, lang string, ep func(schemas.Pair),
 	if len(batch) == 0 {
 		return
 	}
+	// Batch sizes show whether bundles are large enough to keep the server busy.
+	beam.NewDistribution("selfreward", "batch_size").Update(ctx, int64(len(batch)))
 	for _, r := range sr.ProcessBatch(ctx, f.backend, batch, f.Opts, f.Parallel) {
 		count(ctx, r)
 		for _, c := range r.Candidates {
