@@ -1,13 +1,106 @@
 // Command congrad runs ConGrad, conflicting-gradient filtering for
 // multilingual preference data, as Apache Beam pipelines.
+//
+//	congrad run                      # whole round: prompts -> pairs -> sketches -> kept pairs + report
+//	congrad generate --prompts=...   # prompts -> pairs (self-rewarding)
+//	congrad sketch   --pairs=...     # pairs -> sketches (LP-DPO gradients, sketched)
+//	congrad select   --pairs=... --sketches=...   # -> kept / dropped / decisions / report
+//	congrad serve                    # OpenAI-compatible server for the embedded model
+//	congrad train                    # LP-DPO LoRA training of the tiny model on kept pairs
+//
+// The same binary is also the Beam worker: started by a runner with
+// --worker, it serves the SDK harness instead (beam.Init).
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+
+	"github.com/congrad-beam/congrad/train"
 )
 
+const usage = `congrad: conflicting-gradient filtering of multilingual preference data (Apache Beam).
+
+Usage: congrad <command> [--flag=value ...]
+
+Commands:
+  run        one whole ConGrad round: generate, sketch and select in one pipeline
+  generate   prompts -> preference pairs (self-rewarding generation and judging)
+  sketch     pairs -> per-pair LP-DPO gradient sketches
+  select     pairs + sketches -> kept / dropped pairs, decisions, dead letters, report
+  serve      OpenAI-compatible HTTP server for the embedded model
+  train      LP-DPO LoRA training of the tiny model on kept pairs
+
+'congrad <command> --help' lists the command's flags with their defaults.
+With no flags, 'congrad run' uses in-process Prism, the embedded tiny model and
+testdata/prompts, and writes everything to ./out/.
+`
+
 func main() {
-	fmt.Fprintln(os.Stderr, "congrad: no subcommands yet")
-	os.Exit(2)
+	// A runner that starts this binary as a worker passes --worker; Beam then
+	// takes over in beam.Init and never returns here.
+	if isWorker(os.Args[1:]) {
+		flag.Parse()
+		beam.Init()
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := Main(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "congrad:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+func isWorker(args []string) bool {
+	for _, a := range args {
+		if a == "--worker" || a == "-worker" || strings.HasPrefix(a, "--worker=") {
+			return true
+		}
+	}
+	return false
+}
+
+// errUsage marks command-line mistakes (exit code 2).
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// Main dispatches a command; tests call it directly.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run", "generate", "sketch", "select":
+		return runPipeline(ctx, cmd, rest, stdout, stderr)
+	case "serve":
+		return serveCmd(ctx, rest, stdout, stderr)
+	case "train":
+		return train.Main(ctx, rest, stderr)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
 }

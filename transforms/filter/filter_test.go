@@ -24,7 +24,9 @@ import (
 func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
 
 // hasRefs: kept pairs carry the reference log-probs of their sketch.
-func hasRefs(p schemas.Pair) bool { return !math.IsNaN(p.RefChosenLogp) && !math.IsNaN(p.RefRejectedLogp) }
+func hasRefs(p schemas.Pair) bool {
+	return !math.IsNaN(p.RefChosenLogp) && !math.IsNaN(p.RefRejectedLogp)
+}
 
 func init() { register.Function1x1(hasRefs) }
 

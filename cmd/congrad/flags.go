@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/congrad/sketch"
+	"github.com/congrad-beam/congrad/pipelines"
+	"github.com/congrad-beam/congrad/runners"
+	sr "github.com/congrad-beam/congrad/selfreward"
+)
+
+// opts holds every pipeline flag. Flag names follow Beam's snake_case style.
+type opts struct {
+	config string
+
+	prompts, pairs, sketches, out, format string
+	shards                                int
+
+	r               runners.Options
+	svcOptions      string
+	seed            uint64
+	modelRef        string
+	backendURL      string
+	backendAPI      string
+	backendModel    string
+	generator       string
+	generatorCorpus string
+
+	n, j, maxTokens, judgeMaxTokens, iteration int
+	temperature, topP, minMargin               float64
+	rubric, scoreCue                           string
+	lengthPenalty, minScoreMass                float64
+
+	sketchMethod                            string
+	k                                       int
+	sketchSeed                              uint64
+	beta, alpha                             float64
+	loraRank, maxLen, batch, buckets, steps int
+	aggregate                               string
+	gamma, tau, rho                         float64
+	keepRule                                string
+	progressEvery                           float64
+	quiet                                   bool
+	fs                                      *flag.FlagSet
+}
+
+// tinyRubric is the judge prompt used with the embedded tiny model: its
+// byte-level context is 256 tokens, too short for the full default rubric.
+const tinyRubric = "Rate the answer from 0 to 5.\nQ: {{prompt}}\nA: {{response}}\n"
+
+func newFlags(cmd string, stderr io.Writer) *opts {
+	o := &opts{}
+	fs := flag.NewFlagSet("congrad "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.fs = fs
+	fs.StringVar(&o.config, "config", "", "JSON or YAML file of flag values (flag names as keys); command-line flags override it")
+
+	// Lake paths.
+	fs.StringVar(&o.prompts, "prompts", "testdata/prompts/*.jsonl", "prompt files (glob: JSONL, Parquet or Arrow; local, gs:// or memfs://)")
+	fs.StringVar(&o.pairs, "pairs", "", "pair files (glob); default: <out>/pairs-*")
+	fs.StringVar(&o.sketches, "sketches", "", "sketch files (glob); default: <out>/sketches-*")
+	fs.StringVar(&o.out, "out", "out", "output directory (local, gs:// or memfs://)")
+	fs.StringVar(&o.format, "format", "parquet", "output file format: parquet | arrow")
+	fs.IntVar(&o.shards, "shards", 4, "files per output")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random choice (sampling, PCGrad order): same seed, same bytes")
+
+	// Runner.
+	fs.StringVar(&o.r.Runner, "runner", "prism", "Beam runner: prism (in-process) | direct | universal (job server, e.g. prism or Flink) | dataflow")
+	fs.StringVar(&o.r.Endpoint, "endpoint", "", "job server host:port (universal)")
+	fs.StringVar(&o.r.EnvironmentType, "environment_type", "", "SDK environment: LOOPBACK | DOCKER | PROCESS | EXTERNAL (universal default LOOPBACK)")
+	fs.StringVar(&o.r.EnvironmentConfig, "environment_config", "", "environment config (container image, process command, or address)")
+	fs.StringVar(&o.r.JobName, "job_name", "", "job name")
+	fs.StringVar(&o.r.Project, "project", "", "Dataflow: Google Cloud project")
+	fs.StringVar(&o.r.Region, "region", "", "Dataflow: region, e.g. us-central1")
+	fs.StringVar(&o.r.StagingLocation, "staging_location", "", "Dataflow: gs:// staging path")
+	fs.StringVar(&o.r.TempLocation, "temp_location", "", "Dataflow: gs:// temp path (default <staging_location>/tmp)")
+	fs.StringVar(&o.r.WorkerMachineType, "worker_machine_type", "", "Dataflow: worker machine type, e.g. g2-standard-8")
+	fs.StringVar(&o.r.WorkerAccelerator, "worker_accelerator", "", "Dataflow: GPU, e.g. type:nvidia-l4;count:1;install-nvidia-driver (sent as a dataflow_service_option)")
+	fs.StringVar(&o.svcOptions, "dataflow_service_options", "", "Dataflow: extra comma-separated service options")
+	fs.StringVar(&o.r.SDKContainerImage, "sdk_container_image", "", "Dataflow: worker container image (deploy/Dockerfile); required with a GPU")
+	fs.StringVar(&o.r.WorkerBinary, "worker_binary", "", "Dataflow: prebuilt linux/amd64 congrad binary used as the worker")
+	fs.Int64Var(&o.r.NumWorkers, "num_workers", 0, "Dataflow: initial workers (0: service default)")
+	fs.Int64Var(&o.r.MaxNumWorkers, "max_num_workers", 0, "Dataflow: autoscaling limit (0: service default)")
+	fs.BoolVar(&o.r.DryRun, "dry_run", false, "Dataflow: print the job description instead of submitting")
+
+	// Generate (self-rewarding).
+	fs.StringVar(&o.modelRef, "model", "tiny", "model M_t: tiny | tiny:seed=N | a Hugging Face checkpoint directory")
+	fs.StringVar(&o.generatorCorpus, "generator_corpus", "testdata/prompts/answers.txt", "markov generator: training text (empty: its built-in corpus)")
+	fs.StringVar(&o.backendURL, "backend_url", "", "OpenAI-compatible server for generation and judging; empty: serve --generator in-process on 127.0.0.1")
+	fs.StringVar(&o.generator, "generator", "markov", "in-process generator when --backend_url is empty: markov (seeded Markov text + overlap judge; the untrained tiny model cannot judge) | model (--model itself)")
+	fs.StringVar(&o.backendAPI, "backend_api", "completions", "backend API: completions | chat (score_cue needs completions)")
+	fs.StringVar(&o.backendModel, "backend_model", "", "model name sent to the backend (default: --model)")
+	fs.IntVar(&o.n, "n", 4, "candidates per prompt")
+	fs.IntVar(&o.j, "j", 3, "judgments per candidate")
+	fs.Float64Var(&o.temperature, "temperature", 0.7, "candidate sampling temperature")
+	fs.Float64Var(&o.topP, "top_p", 0.9, "candidate nucleus sampling")
+	fs.IntVar(&o.maxTokens, "max_tokens", 48, "candidate length limit in tokens")
+	fs.IntVar(&o.judgeMaxTokens, "judge_max_tokens", 4, "judge answer length limit in tokens")
+	fs.Float64Var(&o.minMargin, "min_margin", 1.0, "drop prompts whose best-worst judge margin is below this")
+	fs.StringVar(&o.rubric, "rubric", "", "judge prompt template with {{prompt}} and {{response}} (default: the built-in rubric; a short one for --model=tiny)")
+	fs.StringVar(&o.scoreCue, "score_cue", "Score: ", "start of the judge's answer (completions API): the score is then the first token")
+	fs.Float64Var(&o.lengthPenalty, "length_penalty", 0, "score points subtracted per 100 response tokens")
+	fs.Float64Var(&o.minScoreMass, "min_score_mass", 0.5, "least probability the score tokens 0..5 must carry for the probability-weighted score (else the parsed number); tiny: 1e-9")
+	fs.IntVar(&o.iteration, "iteration", 0, "self-rewarding round t, stored with every pair")
+
+	// Sketch (gradients).
+	fs.StringVar(&o.sketchMethod, "sketch", "countsketch", "sketch method: countsketch | gaussian")
+	fs.IntVar(&o.k, "k", 8192, "sketch dimension")
+	fs.Uint64Var(&o.sketchSeed, "sketch_seed", 0, "seed of the sketch matrix (part of the sketch contract, not --seed)")
+	fs.Float64Var(&o.beta, "beta", 0.1, "DPO beta")
+	fs.Float64Var(&o.alpha, "alpha", 0, "LP-DPO length-margin weight (0: plain DPO)")
+	fs.IntVar(&o.loraRank, "lora_rank", 8, "LoRA rank of the adapters whose gradients are sketched")
+	fs.IntVar(&o.maxLen, "max_len", 0, "tokens per sequence (0: the model's limit, at most 512)")
+	fs.IntVar(&o.batch, "batch", 8, "pairs per device call")
+	fs.IntVar(&o.buckets, "buckets", 64, "hash groups that deterministic batches are cut from (raise for large jobs: parallelism)")
+	fs.IntVar(&o.steps, "steps", 16, "mini-batch steps assigned by pair-id hash (ema aggregate)")
+
+	// Select.
+	fs.StringVar(&o.aggregate, "aggregate", "mean", "per-language direction: mean | ema")
+	fs.Float64Var(&o.gamma, "gamma", 0.9, "ema decay")
+	fs.StringVar(&o.keepRule, "keep", "positive", "keep rule: positive (score > tau) | top (best rho per language) | global-top")
+	fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold")
+	fs.Float64Var(&o.rho, "rho", 0.5, "fraction kept by top and global-top")
+
+	fs.Float64Var(&o.progressEvery, "progress_every", 2, "seconds between progress lines (0: off)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	return o
+}
+
+// parse reads args, then the config file for the flags not given on the
+// command line.
+func (o *opts) parse(args []string) error {
+	if err := o.fs.Parse(args); err != nil {
+		return err
+	}
+	if o.fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, o.fs.Args())
+	}
+	if o.config == "" {
+		return nil
+	}
+	kv, err := readConfig(o.config)
+	if err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	o.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "config" {
+			return fmt.Errorf("config %s: nested config is not supported", o.config)
+		}
+		if o.fs.Lookup(k) == nil {
+			return fmt.Errorf("config %s: unknown option %q (see --help)", o.config, k)
+		}
+		if given[k] {
+			continue
+		}
+		if err := o.fs.Set(k, kv[k]); err != nil {
+			return fmt.Errorf("config %s: %s=%q: %w", o.config, k, kv[k], err)
+		}
+	}
+	return nil
+}
+
+// readConfig reads a flat JSON object or flat YAML mapping ("key: value"
+// lines, # comments, optional quotes) into flag values.
+func readConfig(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	out := map[string]string{}
+	if strings.HasSuffix(path, ".json") || strings.HasPrefix(strings.TrimSpace(string(b)), "{") {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		for k, v := range m {
+			switch x := v.(type) {
+			case string:
+				out[k] = x
+			case float64:
+				out[k] = strconv.FormatFloat(x, 'g', -1, 64)
+			case bool:
+				out[k] = strconv.FormatBool(x)
+			default:
+				return nil, fmt.Errorf("config %s: %s: want a string, number or bool, got %T", path, k, v)
+			}
+		}
+		return out, nil
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") || t == "---" {
+			continue
+		}
+		k, v, ok := strings.Cut(t, ":")
+		if !ok || strings.TrimSpace(k) == "" || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+			return nil, fmt.Errorf("config %s:%d: want a flat 'key: value' line, got %q", path, i+1, line)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+			if v[0] == '"' {
+				uq, err := strconv.Unquote(v)
+				if err != nil {
+					return nil, fmt.Errorf("config %s:%d: %w", path, i+1, err)
+				}
+				v = uq
+			} else {
+				v = v[1 : len(v)-1]
+			}
+		} else if j := strings.Index(v, " #"); j >= 0 {
+			v = strings.TrimSpace(v[:j])
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out, nil
+}
+
+// pipelineConfig turns the flags into the pipelines' Config.
+func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
+	spec := sketch.Spec{Method: sketch.Method(o.sketchMethod), K: o.k, Seed: o.sketchSeed, Version: sketch.Version}
+	if err := spec.Validate(); err != nil {
+		return pipelines.Config{}, fmt.Errorf("%w: --sketch/--k: %v", errUsage, err)
+	}
+	rubric := o.rubric
+	if rubric == "" && o.backendURL == "" && o.generator == "model" && strings.HasPrefix(o.modelRef, "tiny") {
+		rubric = tinyRubric
+	}
+	bm := o.backendModel
+	if bm == "" {
+		bm = o.modelRef
+	}
+	c := pipelines.Config{
+		Prompts: o.prompts, Pairs: o.pairs, Sketches: o.sketches, Out: o.out, Format: o.format, Shards: o.shards,
+		Options: map[string]string{},
+	}
+	c.SelfReward.Core = sr.Options{N: o.n, J: o.j, Temperature: o.temperature, TopP: o.topP, MaxTokens: o.maxTokens,
+		JudgeMaxTokens: o.judgeMaxTokens, MinMargin: o.minMargin, Rubric: rubric, ScoreCue: o.scoreCue,
+		LengthPenalty: o.lengthPenalty, MinScoreMass: o.minScoreMass, Seed: int64(o.seed), Iteration: o.iteration, ModelID: o.modelRef}
+	if o.minMargin == 0 {
+		c.SelfReward.Core.MinMargin = 1e-9 // 0 means "default" to selfreward; keep any strict preference
+	}
+	c.SelfReward.Backend = sr.HTTPConfig{BaseURL: backendURL, Model: bm, API: o.backendAPI}
+	c.Gradients.Model, c.Gradients.Spec = o.modelRef, spec
+	c.Gradients.Beta, c.Gradients.Alpha, c.Gradients.LoRARank = o.beta, o.alpha, o.loraRank
+	c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Buckets, c.Gradients.Steps = o.maxLen, o.batch, o.buckets, o.steps
+	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,
+		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho}}
+	// The report records every option with its effective value, except
+	// runner plumbing that differs between otherwise identical runs.
+	o.fs.VisitAll(func(f *flag.Flag) {
+		switch f.Name {
+		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name":
+			return
+		}
+		c.Options[f.Name] = f.Value.String()
+	})
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return c, nil
+}
+
+func (o *opts) runnerOptions() runners.Options {
+	r := o.r
+	if o.svcOptions != "" {
+		r.DataflowServiceOptions = strings.Split(o.svcOptions, ",")
+	}
+	return r
+}

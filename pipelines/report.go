@@ -1,0 +1,231 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
+
+	"github.com/congrad-beam/congrad/pipelines/progress"
+	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/aggregate"
+	"github.com/congrad-beam/congrad/transforms/filter"
+	"github.com/congrad-beam/congrad/transforms/report"
+)
+
+// Counter accumulates the accounting table of a run: Add(stage, outcome,
+// col) counts col's rows per language (the element's Lang field; "*" when it
+// has none) under (stage, outcome).
+type Counter struct {
+	s     beam.Scope
+	parts []beam.PCollection
+}
+
+// NewCounter starts an empty accounting table.
+func NewCounter(s beam.Scope) *Counter { return &Counter{s: s.Scope("congrad.Count")} }
+
+// Add counts the rows of col.
+func (c *Counter) Add(stage, outcome string, col beam.PCollection) {
+	progress.Tap(c.s, stage+"/"+outcome, col)
+	keys := beam.ParDo(c.s, &countKeyFn{Stage: stage, Outcome: outcome}, col)
+	c.parts = append(c.parts, beam.ParDo(c.s, toCount, stats.Count(c.s, keys)))
+}
+
+// Counts returns PCollection<report.Count>.
+func (c *Counter) Counts() beam.PCollection {
+	if len(c.parts) == 0 {
+		return beam.CreateList(c.s, []report.Count{})
+	}
+	return beam.Flatten(c.s, c.parts...)
+}
+
+type countKeyFn struct{ Stage, Outcome string }
+
+func (f *countKeyFn) ProcessElement(x beam.T) string {
+	lang := "*"
+	if v := reflect.ValueOf(x); v.Kind() == reflect.Struct {
+		if l := v.FieldByName("Lang"); l.IsValid() && l.Kind() == reflect.String && l.String() != "" {
+			lang = l.String()
+		}
+	}
+	return f.Stage + "\x00" + lang + "\x00" + f.Outcome
+}
+
+func toCount(key string, n int) report.Count {
+	p := strings.SplitN(key, "\x00", 3)
+	return report.Count{Stage: p[0], Lang: p[1], Outcome: p[2], N: int64(n)}
+}
+
+// Reasons counts dead letters by (stage, reason).
+//
+//	PCollection<schemas.DeadLetter> -> PCollection<report.Reason>
+func Reasons(s beam.Scope, dead beam.PCollection) beam.PCollection {
+	s = s.Scope("congrad.Reasons")
+	return beam.ParDo(s, toReason, stats.Count(s, beam.ParDo(s, reasonKey, dead)))
+}
+
+func reasonKey(d schemas.DeadLetter) string { return d.Stage + "\x00" + d.Reason }
+
+func toReason(key string, n int) report.Reason {
+	st, r, _ := strings.Cut(key, "\x00")
+	return report.Reason{Stage: st, Reason: r, N: int64(n)}
+}
+
+// ReportParts are the small summaries the report is built from.
+type ReportParts struct {
+	Consensus beam.PCollection // singleton PCollection<aggregate.Consensus> (may be empty)
+	Stats     beam.PCollection // PCollection<filter.Stats>
+	Counts    beam.PCollection // PCollection<report.Count>
+	Reasons   beam.PCollection // PCollection<report.Reason>
+}
+
+// Report file names under the report directory.
+const (
+	ReportJSON  = "report.json"
+	ConflictSVG = "conflict.svg"
+	ScoresSVG   = "scores.svg"
+	KeptSVG     = "kept.svg"
+)
+
+// WriteReport writes report.json and the SVG pictures into dir (any Beam
+// filesystem) from one worker, once every part is complete.
+//
+//	ReportParts -> PCollection<string> (the files written)
+func WriteReport(s beam.Scope, dir string, parts ReportParts, rule string, options map[string]string) beam.PCollection {
+	s = s.Scope("congrad.WriteReport")
+	return beam.ParDo(s, &writeReportFn{Dir: dir, Rule: rule, Options: options}, beam.Impulse(s),
+		beam.SideInput{Input: parts.Consensus}, beam.SideInput{Input: parts.Stats},
+		beam.SideInput{Input: parts.Counts}, beam.SideInput{Input: parts.Reasons})
+}
+
+type writeReportFn struct {
+	Dir     string
+	Rule    string
+	Options map[string]string
+}
+
+// Build assembles the Report from the parts.
+func buildReport(rule string, options map[string]string, cons *aggregate.Consensus, st []filter.Stats,
+	counts []report.Count, reasons []report.Reason) *report.Report {
+	r := &report.Report{Options: options, Rule: rule, Counts: counts, DeadLetters: reasons,
+		Langs: []string{}, Conflict: [][]float64{}, Consensus: []float32{}}
+	byLang := map[string]*report.Language{}
+	if cons != nil {
+		r.Langs, r.Projections, r.Consensus, r.ConsNorm = cons.Langs, cons.Projections, cons.G, cons.Norm
+		for i, l := range cons.Langs {
+			row := make([]float64, len(cons.Langs))
+			for j := range row {
+				row[j] = cons.CosineAt(i, j)
+			}
+			r.Conflict = append(r.Conflict, row)
+			r.Languages = append(r.Languages, report.Language{Lang: l, Norm: cons.Norms[i], Order: cons.Order(i), Cutoff: math.NaN()})
+		}
+	}
+	for i := range r.Languages {
+		byLang[r.Languages[i].Lang] = &r.Languages[i]
+	}
+	for _, x := range st {
+		l, ok := byLang[x.Lang]
+		if !ok {
+			r.Languages = append(r.Languages, report.Language{Lang: x.Lang, Norm: math.NaN(), Order: []string{}})
+			l = &r.Languages[len(r.Languages)-1]
+			byLang = nil // pointers into the grown slice: rebuild below
+		}
+		l.Pairs, l.Kept, l.Cutoff, l.Quantiles, l.Histogram = x.N, x.Kept, x.Threshold, x.Quantiles, x.Histogram
+		if byLang == nil {
+			byLang = map[string]*report.Language{}
+			for i := range r.Languages {
+				byLang[r.Languages[i].Lang] = &r.Languages[i]
+			}
+		}
+	}
+	r.Finish()
+	return r
+}
+
+func (f *writeReportFn) ProcessElement(ctx context.Context, _ []byte,
+	consIt func(*aggregate.Consensus) bool, statsIt func(*filter.Stats) bool,
+	countIt func(*report.Count) bool, reasonIt func(*report.Reason) bool, emit func(string)) error {
+	var cons *aggregate.Consensus
+	var c aggregate.Consensus
+	if consIt(&c) {
+		cons = &c
+	}
+	var st []filter.Stats
+	var x filter.Stats
+	for statsIt(&x) {
+		st = append(st, x)
+	}
+	var counts []report.Count
+	var n report.Count
+	for countIt(&n) {
+		counts = append(counts, n)
+	}
+	var reasons []report.Reason
+	var rs report.Reason
+	for reasonIt(&rs) {
+		reasons = append(reasons, rs)
+	}
+	r := buildReport(f.Rule, f.Options, cons, st, counts, reasons)
+	js, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{{ReportJSON, js}, {ConflictSVG, report.ConflictSVG(r)}, {ScoresSVG, report.ScoresSVG(r)}, {KeptSVG, report.KeptSVG(r)}}
+	for _, fl := range files {
+		p := joinPath(f.Dir, fl.name)
+		if err := writeFile(ctx, p, fl.data); err != nil {
+			return err
+		}
+		emit(p)
+	}
+	return nil
+}
+
+// joinPath joins a directory and a name for local paths and URLs alike.
+func joinPath(dir, name string) string { return strings.TrimSuffix(dir, "/") + "/" + name }
+
+func writeFile(ctx context.Context, path string, data []byte) error {
+	fs, err := filesystem.New(ctx, path)
+	if err != nil {
+		return fmt.Errorf("report: open filesystem for %s: %w", path, err)
+	}
+	defer fs.Close()
+	w, err := fs.OpenWrite(ctx, path)
+	if err != nil {
+		return fmt.Errorf("report: create %s: %w", path, err)
+	}
+	if _, err := io.Copy(w, strings.NewReader(string(data))); err != nil {
+		w.Close()
+		return fmt.Errorf("report: write %s: %w", path, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("report: close %s: %w", path, err)
+	}
+	return nil
+}
+
+func init() {
+	register.DoFn1x1[beam.T, string](&countKeyFn{})
+	register.Function2x1(toCount)
+	register.Function1x1(reasonKey)
+	register.Function2x1(toReason)
+	register.DoFn7x1[context.Context, []byte, func(*aggregate.Consensus) bool, func(*filter.Stats) bool,
+		func(*report.Count) bool, func(*report.Reason) bool, func(string), error](&writeReportFn{})
+	register.Iter1[*filter.Stats]()
+	register.Iter1[*report.Count]()
+	register.Iter1[*report.Reason]()
+	register.Emitter1[string]()
+	beam.RegisterType(reflect.TypeOf(report.Count{}))
+	beam.RegisterType(reflect.TypeOf(report.Reason{}))
+}

@@ -1,0 +1,227 @@
+package pipelines
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/filter"
+	"github.com/congrad-beam/congrad/transforms/gradients"
+	"github.com/congrad-beam/congrad/transforms/lakeio"
+	"github.com/congrad-beam/congrad/transforms/selfreward"
+)
+
+// Config is one ConGrad job: where it reads, where it writes, and the
+// options of every stage. Globs and Out may be local paths, gs:// or memfs://.
+type Config struct {
+	Prompts  string // prompt glob (generate, run)
+	Pairs    string // pair glob (sketch, select); default Out's pairs
+	Sketches string // sketch glob (select); default Out's sketches
+	Out      string // output directory
+
+	Format string // parquet (default) | arrow
+	Shards int    // files per output (default 4)
+
+	SelfReward selfreward.Options
+	Gradients  gradients.Options
+	Select     SelectOptions
+
+	// Options is the run's configuration as the user gave it, copied into
+	// report.json.
+	Options map[string]string
+}
+
+// Output names: each is a lakeio prefix under Out ("<Out>/kept-00000-of-00004.parquet").
+const (
+	OutPairs       = "pairs"
+	OutCandidates  = "candidates"
+	OutSketches    = "sketches"
+	OutDecisions   = "decisions"
+	OutKept        = "kept"
+	OutDropped     = "dropped"
+	OutDeadGen     = "dead-generate"
+	OutDeadSketch  = "dead-sketch"
+	OutDeadSelect  = "dead-select"
+	OutReportDir   = "report"
+	stageGenerate  = "generate"
+	stageGradients = "gradients"
+	stageSelect    = "select"
+)
+
+// Validate fills defaults and checks the stage options before construction.
+func (c *Config) Validate() error {
+	if c.Out == "" {
+		return fmt.Errorf("config: an output directory (--out) is required")
+	}
+	c.Out = strings.TrimSuffix(c.Out, "/")
+	if c.Shards == 0 {
+		c.Shards = 4
+	}
+	if c.Shards < 1 {
+		return fmt.Errorf("config: shards=%d: want >= 1", c.Shards)
+	}
+	switch c.Format {
+	case "", "parquet", "arrow":
+	default:
+		return fmt.Errorf("config: format %q: want parquet or arrow", c.Format)
+	}
+	if err := c.Gradients.Validate(); err != nil {
+		return err
+	}
+	if c.Select.Spec.K == 0 {
+		c.Select.Spec = c.Gradients.Spec
+	}
+	if c.Select.Spec != c.Gradients.Spec {
+		return fmt.Errorf("config: select spec %v differs from gradients spec %v", c.Select.Spec, c.Gradients.Spec)
+	}
+	if err := c.Select.Validate(); err != nil {
+		return err
+	}
+	if c.Options == nil {
+		c.Options = map[string]string{}
+	}
+	return nil
+}
+
+func (c *Config) prefix(name string) string { return c.Out + "/" + name }
+
+func (c *Config) format() lakeio.Format {
+	if c.Format == "arrow" {
+		return lakeio.ArrowIPC
+	}
+	return lakeio.Parquet
+}
+
+func (c *Config) write(s beam.Scope, name string, col beam.PCollection) beam.PCollection {
+	o := lakeio.WriteOptions{Format: c.format(), Shards: c.Shards}
+	if col.Type().Type() == reflect.TypeOf(schemas.Sketch{}) {
+		o.SketchK, o.SketchSpec = c.Gradients.Spec.K, c.Gradients.Spec.String()
+	}
+	return lakeio.Write(s, c.prefix(name), col, o)
+}
+
+// Glob returns the glob matching the files of output name under Out.
+func (c *Config) Glob(name string) string { return lakeio.ShardGlob(c.prefix(name), c.format()) }
+
+// generate reads prompts and forms pairs; it writes pairs, candidates and
+// the stage's dead letters and counts.
+func generate(s beam.Scope, c *Config, cnt *Counter) (pairs beam.PCollection, dead beam.PCollection) {
+	prompts, bad := lakeio.ReadPrompts(s, c.Prompts, lakeio.ReadOptions{})
+	pairs, cands, dropped := selfreward.Pairs(s, prompts, c.SelfReward)
+	dead = beam.Flatten(s, bad, dropped)
+	cnt.Add(stageGenerate, "prompts_read", prompts)
+	cnt.Add(stageGenerate, "rows_unreadable", bad)
+	cnt.Add(stageGenerate, "pairs", pairs)
+	cnt.Add(stageGenerate, "prompts_dropped_or_dead", dropped)
+	c.write(s, OutPairs, pairs)
+	c.write(s, OutCandidates, cands)
+	c.write(s, OutDeadGen, dead)
+	return pairs, dead
+}
+
+// sketchStage computes sketches of pairs and writes them.
+func sketchStage(s beam.Scope, c *Config, pairs beam.PCollection, cnt *Counter) (sketches, dead beam.PCollection) {
+	sketches, dead = gradients.Sketches(s, pairs, c.Gradients)
+	cnt.Add(stageGradients, "pairs_in", pairs)
+	cnt.Add(stageGradients, "sketches", sketches)
+	cnt.Add(stageGradients, "dead", dead)
+	c.write(s, OutSketches, sketches)
+	return sketches, dead
+}
+
+// selectStage runs Select and writes its outputs and the report.
+func selectStage(s beam.Scope, c *Config, pairs, sketches, upstreamFail beam.PCollection, cnt *Counter, extraDead ...beam.PCollection) error {
+	// Pairs that failed before select reach Split as failures, so each pair
+	// leaves once, as one dead letter with the upstream reason.
+	sel, err := selectWithFailures(s, pairs, sketches, upstreamFail, c.Select)
+	if err != nil {
+		return err
+	}
+	dead := sel.Dead
+	cnt.Add(stageSelect, "pairs_in", pairs)
+	cnt.Add(stageSelect, "kept", sel.Kept)
+	cnt.Add(stageSelect, "dropped", sel.Dropped)
+	cnt.Add(stageSelect, "dead", dead)
+	c.write(s, OutKept, sel.Kept)
+	c.write(s, OutDropped, sel.Dropped)
+	c.write(s, OutDecisions, sel.Decisions)
+	c.write(s, OutDeadSelect, dead)
+	allDead := append([]beam.PCollection{dead}, extraDead...)
+	WriteReport(s, c.prefix(OutReportDir), ReportParts{Consensus: sel.Consensus, Stats: sel.Stats,
+		Counts: cnt.Counts(), Reasons: Reasons(s, beam.Flatten(s, allDead...))}, string(c.Select.Keep.Rule), c.Options)
+	return nil
+}
+
+// BuildGenerate: prompts -> pairs (congrad generate).
+func BuildGenerate(s beam.Scope, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Prompts == "" {
+		return fmt.Errorf("generate: a prompt glob (--prompts) is required")
+	}
+	generate(s.Scope("congrad.Generate"), &c, NewCounter(s))
+	return nil
+}
+
+// BuildSketch: pairs -> sketches (congrad sketch).
+func BuildSketch(s beam.Scope, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Pairs == "" {
+		c.Pairs = c.Glob(OutPairs)
+	}
+	s = s.Scope("congrad.Sketch")
+	pairs := lakeio.ReadPairs(s, c.Pairs, lakeio.ReadOptions{})
+	_, dead := sketchStage(s, &c, pairs, NewCounter(s))
+	c.write(s, OutDeadSketch, dead)
+	return nil
+}
+
+// BuildSelect: pairs + sketches -> kept, dropped, decisions, dead letters,
+// report (congrad select).
+func BuildSelect(s beam.Scope, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Pairs == "" {
+		c.Pairs = c.Glob(OutPairs)
+	}
+	if c.Sketches == "" {
+		c.Sketches = c.Glob(OutSketches)
+	}
+	pairs := lakeio.ReadPairs(s, c.Pairs, lakeio.ReadOptions{})
+	sketches := lakeio.ReadSketches(s, c.Sketches, lakeio.ReadOptions{SketchK: c.Select.Spec.K, SketchSpec: c.Select.Spec.String()})
+	return selectStage(s, &c, pairs, sketches, beam.PCollection{}, NewCounter(s))
+}
+
+// BuildRun chains generate, sketch and select in one pipeline (congrad run).
+// Every prompt ends as a kept or dropped pair or exactly one dead letter.
+func BuildRun(s beam.Scope, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Prompts == "" {
+		return fmt.Errorf("run: a prompt glob (--prompts) is required")
+	}
+	cnt := NewCounter(s)
+	pairs, genDead := generate(s.Scope("congrad.Generate"), &c, cnt)
+	sketches, gradDead := sketchStage(s.Scope("congrad.Sketch"), &c, pairs, cnt)
+	fails := beam.ParDo(s, deadToFailure, gradDead)
+	return selectStage(s, &c, pairs, sketches, fails, cnt, genDead)
+}
+
+// deadToFailure carries a gradient-stage dead letter into select, where the
+// pair is dead-lettered once with the upstream reason.
+func deadToFailure(d schemas.DeadLetter) filter.Failure {
+	return filter.Failure{PairID: d.Source, Reason: d.Stage + ": " + d.Reason}
+}
+
+func init() {
+	register.Function1x1(deadToFailure)
+}
