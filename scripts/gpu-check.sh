@@ -14,6 +14,8 @@
 #                   PJRT_PLUGIN_LIBRARY_PATH to the plugin's directory)
 #   MODEL SEQ BATCH STEPS DTYPE K RANK PEAK   override the workload
 #   GPU_CHECK_OUT   where the binary and logs go (default a temp dir)
+#   GRADBENCH       a prebuilt gradbench binary (the GPU machine has no Go toolchain:
+#                   build it here with `make gradbench-xla` and carry bin/gradbench-xla)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${GPU_CHECK_OUT:-$(mktemp -d)}"
@@ -31,8 +33,14 @@ fi
 echo "== gpu-check: $(date -u +%FT%TZ) on $(hostname)"
 command -v nvidia-smi >/dev/null || { echo "gpu-check: nvidia-smi not found (use --dry-run without a GPU)" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-echo "== build (cgo, -tags xla)"
-CGO_ENABLED=1 go build -tags xla -o "$out/gradbench" ./gpu/cmd/gradbench
+if [[ -n "${GRADBENCH:-}" ]]; then
+  echo "== using prebuilt $GRADBENCH"
+  cp "$GRADBENCH" "$out/gradbench"
+else
+  echo "== build (cgo, -tags xla)"
+  command -v go >/dev/null || { echo "gpu-check: no Go toolchain here; set GRADBENCH to a binary built with 'make gradbench-xla'" >&2; exit 2; }
+  CGO_ENABLED=1 go build -tags xla -o "$out/gradbench" ./gpu/cmd/gradbench
+fi
 
 # Peak device memory: sample nvidia-smi while the benchmark runs (XLA's
 # allocator does not preallocate by default, so used memory tracks demand).
