@@ -4,7 +4,7 @@ PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 BIN       := bin
 
-.PHONY: all build test bench lint demo experiment clean
+.PHONY: all build test bench lint demo experiment clean gradbench-xla gpu-check fuzz
 
 all: build
 
@@ -19,8 +19,29 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# Benchmarks: figures and how to read them are in docs/PERFORMANCE.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS) | tee bench.txt
+	$(GO) run ./gpu/cmd/gradbench -model tiny -seq 128 -batch 8 -steps 4 | tee -a bench.txt
+	$(GO) run ./gpu/cmd/gradbench -model 10m -seq 128 -batch 2 -steps 3 | tee -a bench.txt
+
+# The GPU build: cgo + XLA through a PJRT plugin loaded at run time (no C
+# library needed at build time). Carry bin/gradbench-xla to a GPU machine.
+gradbench-xla:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -tags xla -o $(BIN)/gradbench-xla ./gpu/cmd/gradbench
+
+gpu-check:
+	scripts/gpu-check.sh
+
+# Short fuzzing of the maths (Go allows one fuzz target per invocation).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzAdd$$' -fuzztime $(FUZZTIME) ./congrad/sketch
+	$(GO) test -run '^$$' -fuzz '^FuzzMeanNoPanic$$' -fuzztime $(FUZZTIME) ./congrad/accum
+	$(GO) test -run '^$$' -fuzz '^FuzzConsensusNoPanic$$' -fuzztime $(FUZZTIME) ./congrad/pcgrad
+	$(GO) test -run '^$$' -fuzz '^FuzzDecideNoPanic$$' -fuzztime $(FUZZTIME) ./congrad/keep
+	$(GO) test -run '^$$' -fuzz '^FuzzCosineNoPanic$$' -fuzztime $(FUZZTIME) ./congrad/vec
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
