@@ -149,6 +149,24 @@ func (f *pairsFn) flush(ctx context.Context, lang string, ep func(schemas.Pair),
 	}
 }
 
+// SplitDead separates the dead-letter output of Pairs into prompts that were
+// dropped by the method (no pair worth keeping: Reason "drop:...") and prompts
+// that failed (bad input, server errors), for reports that count them apart.
+//
+//	PCollection<schemas.DeadLetter> -> (dropped, failed PCollection<schemas.DeadLetter>)
+func SplitDead(s beam.Scope, dead beam.PCollection) (dropped, failed beam.PCollection) {
+	s = s.Scope("selfreward.SplitDead")
+	return beam.ParDo2(s, splitDead, dead)
+}
+
+func splitDead(d schemas.DeadLetter, dropped, failed func(schemas.DeadLetter)) {
+	if sr.IsDrop(d.Reason) {
+		dropped(d)
+	} else {
+		failed(d)
+	}
+}
+
 // count updates the stage counters, each also per language
 // ("pairs" and "pairs/de").
 func count(ctx context.Context, r sr.Result) {
@@ -184,6 +202,7 @@ func init() {
 	register.Emitter1[schemas.Pair]()
 	register.Emitter1[schemas.Candidate]()
 	register.Emitter1[schemas.DeadLetter]()
+	register.Function3x0(splitDead)
 	beam.RegisterType(reflect.TypeOf(schemas.Prompt{}))
 	beam.RegisterType(reflect.TypeOf(schemas.Pair{}))
 	beam.RegisterType(reflect.TypeOf(schemas.Candidate{}))

@@ -127,6 +127,9 @@ func TestPairsMatchesDirectAndAccounts(t *testing.T) {
 	pairs, cands, dead := Pairs(s, in, opts)
 	passert.Equals(s, beam.ParDo(s, pairLine, pairs), wantPairs...)
 	passert.Equals(s, beam.ParDo(s, deadLine, dead), wantDead...)
+	dropped, failed := SplitDead(s, dead)
+	passert.Count(s, dropped, "dropped", nDropped)
+	passert.Count(s, failed, "failed", nDead)
 	passert.Count(s, cands, "candidates", wantCands)
 	out := beam.Flatten(s, beam.ParDo(s, pairKey, pairs), beam.ParDo(s, deadKey, dead))
 	passert.Equals(s, out, allKeys...) // each prompt exactly once
