@@ -244,8 +244,10 @@ func (b *HTTPBackend) request(ctx context.Context, prompt string, n int, o Sampl
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
 	var last error
+	attempts := 0
 	for attempt := 0; ; attempt++ {
 		comps, retryAfter, err := b.once(ctx, data, chat)
+		attempts++
 		if err == nil {
 			return comps, nil
 		}
@@ -265,7 +267,10 @@ func (b *HTTPBackend) request(ctx context.Context, prompt string, n int, o Sampl
 		case <-t.C:
 		}
 	}
-	return nil, fmt.Errorf("POST %s: gave up after %d attempts: %w", b.url, b.cfg.MaxRetries+1, last)
+	if !retryable(last) {
+		return nil, fmt.Errorf("POST %s: not retryable: %w", b.url, last)
+	}
+	return nil, fmt.Errorf("POST %s: gave up after %d attempts: %w", b.url, attempts, last)
 }
 
 // StatusError is a non-2xx answer.

@@ -182,10 +182,10 @@ func TestHTTPFaultsGiveUpWithReason(t *testing.T) {
 		fault        func(w http.ResponseWriter, r *http.Request, a int64) bool
 		attempts     int64
 	}{
-		{"always 500", "HTTP 500", func(w http.ResponseWriter, _ *http.Request, _ int64) bool { http.Error(w, "down", 500); return true }, 4},
+		{"always 500", "gave up after 4 attempts: HTTP 500", func(w http.ResponseWriter, _ *http.Request, _ int64) bool { http.Error(w, "down", 500); return true }, 4},
 		{"always malformed", "malformed response", func(w http.ResponseWriter, _ *http.Request, _ int64) bool { w.Write([]byte("<html>")); return true }, 4},
 		{"always hangs", "deadline exceeded", func(w http.ResponseWriter, r *http.Request, _ int64) bool { hang(r); return true }, 4},
-		{"400 is not retried", "HTTP 400", func(w http.ResponseWriter, _ *http.Request, _ int64) bool { http.Error(w, "bad", 400); return true }, 1},
+		{"400 is not retried", "not retryable: HTTP 400", func(w http.ResponseWriter, _ *http.Request, _ int64) bool { http.Error(w, "bad", 400); return true }, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
