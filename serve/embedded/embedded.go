@@ -63,3 +63,14 @@ func Open(ref string, rows int) (*Engine, error) {
 	}
 	return New(m, rows)
 }
+
+// StartLocal opens the model ref and serves it on a free loopback port, for
+// `congrad run` with no endpoint: point selfreward.HTTPConfig.BaseURL at
+// the returned server's URL() and Close it when the pipeline is done.
+func StartLocal(ctx context.Context, ref string) (*serve.Server, error) {
+	eng, err := Open(ref, 0)
+	if err != nil {
+		return nil, err
+	}
+	return serve.Start(ctx, "127.0.0.1:0", eng, eng.ServeOptions())
+}

@@ -86,3 +86,23 @@ func TestEmbeddedOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+func TestStartLocal(t *testing.T) {
+	s, err := embedded.StartLocal(context.Background(), "tiny:seed=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	resp, err := http.Get(s.URL() + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Data []struct{ ID string } }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || len(v.Data) != 1 || v.Data[0].ID != "tiny:seed=4" {
+		t.Fatalf("models: %v %+v", err, v)
+	}
+	if _, err := embedded.StartLocal(context.Background(), "/no/such/checkpoint"); err == nil {
+		t.Fatal("a missing checkpoint must fail")
+	}
+}
