@@ -83,7 +83,7 @@ func (t *typedRows[T]) ipc() ([]byte, error) {
 	rec := b.NewRecordBatch()
 	defer rec.Release()
 	var out bytes.Buffer
-	w := ipc.NewWriter(&out, ipc.WithSchema(t.c.Schema()))
+	w := ipc.NewWriter(&out, ipc.WithSchema(t.c.Schema()), ipc.WithLZ4())
 	if err := w.Write(rec); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ import (
 func init() {
 	register.Function1x1(deadSummary)
 	register.Function1x1(promptSummary)
+	register.Function2x0(malformedLine)
+	register.Emitter1[string]()
 	register.DoFn2x0[[]byte, func(int)](&benchChunksFn{})
 	register.DoFn2x0[int, func(schemas.Pair)](&benchPairsFn{})
 	register.DoFn2x0[context.Context, schemas.Pair](&benchCountFn{})

@@ -1,11 +1,15 @@
 package lakeio
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/congrad-beam/congrad/schemas/schematest"
@@ -79,5 +83,50 @@ func TestRoundTripMemfs(t *testing.T) {
 func TestRoundTripGCS(t *testing.T) {
 	for _, f := range []Format{Parquet, ArrowIPC} {
 		t.Run(string(f), func(t *testing.T) { roundTrip(t, "gs://"+testBucket+"/rt-"+string(f), f) })
+	}
+}
+
+// TestReadPromptsRemote reads the mixed JSONL fixture from memfs and fake
+// GCS with tiny splits, which exercises ranged reads (gs) and skip-reads
+// (memfs) of split starts, and the dead-letter line numbers on both.
+func TestReadPromptsRemote(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/lake/prompts_mixed.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, path := range []string{"memfs://remote/prompts_mixed.jsonl", "gs://" + testBucket + "/remote/prompts_mixed.jsonl"} {
+		t.Run(path[:strings.Index(path, ":")], func(t *testing.T) {
+			fs, err := filesystem.New(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := fs.OpenWrite(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(data)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fs.Close()
+			p, s := beam.NewPipelineWithRoot()
+			good, dead := ReadPrompts(s, path, ReadOptions{SplitBytes: 61})
+			passert.Count(s, good, "good", 6)
+			summaries := beam.ParDo(s, deadSummary, dead)
+			passert.Count(s, summaries, "dead", 14)
+			passert.Equals(s, beam.ParDo(s, malformedLine, summaries),
+				"prompts_mixed.jsonl:6", "prompts_mixed.jsonl:7", "prompts_mixed.jsonl:8", "prompts_mixed.jsonl:20")
+			if err := ptest.Run(p); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// malformedLine keeps the "file:line" of malformed-JSON dead letters.
+func malformedLine(d string, emit func(string)) {
+	if strings.HasSuffix(d, ReasonMalformed) {
+		emit(strings.Fields(d)[0])
 	}
 }
