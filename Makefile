@@ -49,3 +49,11 @@ lint:
 
 clean:
 	rm -rf $(BIN) out bench.txt
+
+# One ConGrad round on the self-written fixtures (testdata/prompts, 10
+# languages) with in-process Prism, the embedded tiny model for gradients and
+# the seeded markov generator for candidates and judging; writes ./out/.
+# min_margin is lowered because the demo judge's scores span a small range.
+demo:
+	$(GO) build -o $(BIN)/congrad ./cmd/congrad
+	./$(BIN)/congrad run --out=out --min_margin=0.05 --progress_every=10
