@@ -93,7 +93,7 @@ func newFlags(cmd string, stderr io.Writer) *opts {
 
 	// Generate (self-rewarding).
 	fs.StringVar(&o.modelRef, "model", "tiny", "model M_t: tiny | tiny:seed=N | a Hugging Face checkpoint directory")
-	fs.StringVar(&o.generatorCorpus, "generator_corpus", "testdata/prompts/answers.txt", "markov generator: training text (empty: its built-in corpus)")
+	fs.StringVar(&o.generatorCorpus, "generator_corpus", "testdata/prompts/answers.tsv", "markov generator: answer lines \"lang<TAB>text\" (with the local prompts: its training text; empty: its built-in corpus)")
 	fs.StringVar(&o.backendURL, "backend_url", "", "OpenAI-compatible server for generation and judging; empty: serve --generator in-process on 127.0.0.1")
 	fs.StringVar(&o.generator, "generator", "markov", "in-process generator when --backend_url is empty: markov (seeded Markov text + overlap judge; the untrained tiny model cannot judge) | model (--model itself)")
 	fs.StringVar(&o.backendAPI, "backend_api", "completions", "backend API: completions | chat (score_cue needs completions)")

@@ -44,7 +44,7 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 		if ro.Runner == runners.Dataflow || (ro.Runner == runners.Universal && ro.EnvironmentType != "LOOPBACK") {
 			return fmt.Errorf("%w: --runner=%s workers cannot reach an in-process model server: give --backend_url", errUsage, ro.Runner)
 		}
-		url, stop, err := startEngine(ctx, o.generator, o.modelRef, o.generatorCorpus, "127.0.0.1:0")
+		url, stop, err := startEngine(ctx, o.generator, o.modelRef, o.prompts, o.generatorCorpus, "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
@@ -112,18 +112,14 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 // tiny model is untrained, its judge answers never parse as a score, so a run
 // that must produce pairs on a laptop uses markov for generation while the
 // gradient stage still runs the model.
-func startEngine(ctx context.Context, generator, ref, corpus, addr string) (string, func(), error) {
+func startEngine(ctx context.Context, generator, ref, prompts, corpus, addr string) (string, func(), error) {
 	var eng serve.Engine
 	var so serve.Options
 	switch generator {
 	case "markov":
-		text := ""
-		if corpus != "" {
-			b, err := os.ReadFile(corpus)
-			if err != nil {
-				return "", nil, fmt.Errorf("--generator_corpus: %w", err)
-			}
-			text = string(b)
+		text, err := markovCorpus(prompts, corpus)
+		if err != nil {
+			return "", nil, err
 		}
 		eng = markov.OverlapJudge{Engine: markov.New(text, 4)}
 		so = serve.Options{Model: "markov", MaxConcurrent: 2}
@@ -215,14 +211,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addr := fs.String("addr", "127.0.0.1:8000", "listen address (host:port; port 0 picks a free one)")
 	ref := fs.String("model", "tiny", "model: tiny | tiny:seed=N | a Hugging Face checkpoint directory")
 	gen := fs.String("generator", "model", "what to serve: model (--model) | markov (seeded Markov text + overlap judge)")
-	corpus := fs.String("generator_corpus", "testdata/prompts/answers.txt", "markov: training text (empty: the built-in corpus)")
+	corpus := fs.String("generator_corpus", "testdata/prompts/answers.tsv", "markov: training text (empty: the built-in corpus)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	url, stop, err := startEngine(ctx, *gen, *ref, *corpus, *addr)
+	url, stop, err := startEngine(ctx, *gen, *ref, "testdata/prompts/*.jsonl", *corpus, *addr)
 	if err != nil {
 		return err
 	}
