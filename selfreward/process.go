@@ -84,6 +84,13 @@ func RequestSeed(seed int64, p schemas.Prompt, role string, i int) int64 {
 	return int64(h.Sum64() % (1<<31 - 1<<16))
 }
 
+func (o Options) requestSeed(p schemas.Prompt, role string, i int) int64 {
+	if o.SeedPerRun {
+		return RequestSeed(o.Seed, schemas.Prompt{}, role, i)
+	}
+	return RequestSeed(o.Seed, p, role, i)
+}
+
 // ProcessPrompt runs one prompt through generation, judging and pair
 // formation. o must have been through WithDefaults and Validate.
 func ProcessPrompt(ctx context.Context, b Backend, p schemas.Prompt, o Options) Result {
@@ -92,7 +99,7 @@ func ProcessPrompt(ctx context.Context, b Backend, p schemas.Prompt, o Options) 
 		res.Dead, res.Reason = true, reason
 		return res
 	}
-	gens, err := b.Generate(ctx, p.Prompt, o.N, o.candidateSampling(RequestSeed(o.Seed, p, "gen", 0)))
+	gens, err := b.Generate(ctx, p.Prompt, o.N, o.candidateSampling(o.requestSeed(p, "gen", 0)))
 	if err == nil && len(gens) < o.N {
 		err = fmt.Errorf("%w: %d of %d", ErrShortResponse, len(gens), o.N)
 	}
@@ -112,7 +119,7 @@ func ProcessPrompt(ctx context.Context, b Backend, p schemas.Prompt, o Options) 
 		go func() {
 			defer wg.Done()
 			jp := JudgePrompt(rubric, p.Prompt, gens[i].Text)
-			judged[i], errs[i] = b.Judge(ctx, jp, o.J, o.judgeSampling(RequestSeed(o.Seed, p, "judge", i)))
+			judged[i], errs[i] = b.Judge(ctx, jp, o.J, o.judgeSampling(o.requestSeed(p, "judge", i)))
 			if errs[i] == nil && len(judged[i]) < o.J {
 				errs[i] = fmt.Errorf("%w: %d of %d judgments", ErrShortResponse, len(judged[i]), o.J)
 			}

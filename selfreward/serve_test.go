@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
@@ -107,4 +108,27 @@ func TestProcessAgainstServeChat(t *testing.T) {
 		}
 		t.Logf("%s/%s: %d judgments, %d parse failures, paired=%v %s", r.Prompt.Lang, r.Prompt.ID, r.Judgments, r.ParseFailures, r.Paired, r.Reason)
 	}
+}
+
+// TestSeedPerRunLetsServeBatch: with run-level seeds, concurrent prompts'
+// requests carry equal settings, serve merges them, and the results are the
+// same as against a server that does not batch.
+func TestSeedPerRunLetsServeBatch(t *testing.T) {
+	batched := serve.NewHandler(engine, serve.Options{BatchWindow: 20 * time.Millisecond, MaxBatchPrompts: 8, MaxConcurrent: 2})
+	bs := httptest.NewServer(batched)
+	defer bs.Close()
+	plain := serve.NewHandler(engine, serve.Options{MaxConcurrent: 2})
+	ps := httptest.NewServer(plain)
+	defer ps.Close()
+	o := selfreward.Options{MaxTokens: 40, JudgeMaxTokens: 3, ScoreCue: "Score: ", MinMargin: 0.1, Seed: 2, SeedPerRun: true}.WithDefaults()
+	cfg := func(c *selfreward.HTTPConfig) { c.API = "completions" }
+	a := selfreward.ProcessBatch(context.Background(), backend(t, bs.URL, cfg), e2ePrompts, o, 4)
+	b := selfreward.ProcessBatch(context.Background(), backend(t, ps.URL, cfg), e2ePrompts, o, 4)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatal("batched and unbatched servers disagree")
+	}
+	if batched.EngineCalls() >= plain.EngineCalls() {
+		t.Fatalf("no merging: %d engine calls batched, %d plain", batched.EngineCalls(), plain.EngineCalls())
+	}
+	t.Logf("engine calls: %d batched, %d plain", batched.EngineCalls(), plain.EngineCalls())
 }

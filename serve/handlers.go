@@ -62,35 +62,15 @@ func (h *Handler) params(n *int, temp, topP *float64, maxTok *int, seed *int64, 
 	return o, stop, nil
 }
 
-// run calls the engine under the concurrency bound.
+// run gets samples (and score probabilities) from the engine, batched with
+// other requests when BatchWindow is set, and applies stop sequences.
 func (h *Handler) run(ctx context.Context, prompts []string, o SampleOptions, stop []string, logprobs bool, topK int) ([][]sampled, error) {
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-h.sem }()
-	texts, err := h.eng.Generate(ctx, prompts, o)
+	texts, probs, err := h.batch.call(ctx, prompts, o, logprobs)
 	if err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
-	}
-	if len(texts) != len(prompts) {
-		return nil, fmt.Errorf("engine returned %d results for %d prompts", len(texts), len(prompts))
-	}
-	var probs [][]float64
-	if logprobs {
-		if probs, err = h.eng.ScoreProbs(ctx, prompts); err != nil {
-			return nil, fmt.Errorf("score probs: %w", err)
-		}
-		if len(probs) != len(prompts) {
-			return nil, fmt.Errorf("engine returned %d score distributions for %d prompts", len(probs), len(prompts))
-		}
+		return nil, err
 	}
 	out := make([][]sampled, len(prompts))
 	for p := range prompts {
-		if len(texts[p]) != o.N {
-			return nil, fmt.Errorf("engine returned %d samples, want %d", len(texts[p]), o.N)
-		}
 		for _, t := range texts[p] {
 			s := sampled{text: t, finish: "stop"}
 			if cut, ok := cutStop(t, stop); ok {

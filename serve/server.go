@@ -50,6 +50,12 @@ type Options struct {
 	MaxBodyBytes     int64                  // request size limit (default 8 MiB)
 	ChatTemplate     func([]Message) string // renders messages into one prompt (default DefaultChatTemplate)
 	CountTokens      func(string) int       // usage accounting (default: runes, matching byte/char-level tiny models)
+	// BatchWindow > 0 merges requests with identical sampling settings
+	// (seed included) that arrive within the window into one engine call of
+	// up to MaxBatchPrompts prompts (default 8). Off by default: it adds up
+	// to one window of latency to every request.
+	BatchWindow     time.Duration
+	MaxBatchPrompts int
 }
 
 func (o Options) withDefaults() Options {
@@ -73,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ChatTemplate == nil {
 		o.ChatTemplate = DefaultChatTemplate
+	}
+	if o.MaxBatchPrompts <= 0 {
+		o.MaxBatchPrompts = 8
 	}
 	if o.CountTokens == nil {
 		o.CountTokens = utf8.RuneCountInString
@@ -107,12 +116,19 @@ type Handler struct {
 	sem    chan struct{}
 	nextID atomic.Int64
 	mux    *http.ServeMux
+	batch  *batcher
+
+	engineCalls atomic.Int64 // for tests and metrics: calls made to the engine
 }
+
+// EngineCalls is the number of engine calls made so far.
+func (h *Handler) EngineCalls() int64 { return h.engineCalls.Load() }
 
 // NewHandler returns the API handler.
 func NewHandler(eng Engine, opts Options) *Handler {
 	h := &Handler{eng: eng, opts: opts.withDefaults()}
 	h.sem = make(chan struct{}, h.opts.MaxConcurrent)
+	h.batch = newBatcher(h)
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chat)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)

@@ -7,8 +7,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/congrad-beam/congrad/serve"
 	"github.com/congrad-beam/congrad/serve/markov"
@@ -173,5 +176,47 @@ func TestCompletionsPromptListAndStop(t *testing.T) {
 		if int(m["index"].(float64)) != i || strings.Contains(m["text"].(string), " ") {
 			t.Fatalf("choice %d: %v", i, m)
 		}
+	}
+}
+
+// TestBatchWindowMergesIdenticalRequests: concurrent requests with the same
+// sampling settings become one engine call and get exactly the samples they
+// would get alone.
+func TestBatchWindowMergesIdenticalRequests(t *testing.T) {
+	eng := markov.New("", 4)
+	batched := serve.NewHandler(eng, serve.Options{BatchWindow: 200 * time.Millisecond, MaxBatchPrompts: 4})
+	bs := httptest.NewServer(batched)
+	defer bs.Close()
+	plain := httptest.NewServer(serve.NewHandler(eng, serve.Options{}))
+	defer plain.Close()
+	prompts := []string{"Water boils", "Wasser kocht", "L'eau bout", "El agua"}
+	req := func(p string) map[string]any {
+		return map[string]any{"prompt": p, "n": 2, "seed": 4, "max_tokens": 30, "temperature": 0.7, "logprobs": 3}
+	}
+	got := make([]map[string]any, len(prompts))
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, got[i] = post(t, bs.URL+"/v1/completions", req(p))
+		}()
+	}
+	wg.Wait()
+	if c := batched.EngineCalls(); c != 1 {
+		t.Fatalf("%d engine calls for 4 identical-option requests, want 1", c)
+	}
+	for i, p := range prompts {
+		_, want := post(t, plain.URL+"/v1/completions", req(p))
+		g, _ := json.Marshal(got[i]["choices"])
+		w, _ := json.Marshal(want["choices"])
+		if string(g) != string(w) {
+			t.Fatalf("prompt %d: batched %s\nalone %s", i, g, w)
+		}
+	}
+	// A different seed is a different group.
+	_, _ = post(t, bs.URL+"/v1/completions", map[string]any{"prompt": "x", "seed": 5, "max_tokens": 5})
+	if c := batched.EngineCalls(); c != 2 {
+		t.Fatalf("engine calls %d, want 2", c)
 	}
 }
