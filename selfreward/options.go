@@ -75,15 +75,15 @@ type Options struct {
 
 	MaxPromptChars int // prompts longer than this (in runes) are dead-lettered (default 8000)
 
-	Seed      int64  // every request's seed is derived from this, the prompt and the sample index
+	Seed int64 // every request's seed is derived from this, the prompt and the sample index
 	// SeedPerRun derives request seeds from (Seed, role, index) only, not from
 	// the prompt, so that requests for different prompts carry equal seeds
 	// and a batching server (serve with BatchWindow) can merge them. Samples
 	// stay distinct across prompts on servers whose sampling also depends on
 	// the prompt, which is every LLM server and our engines.
 	SeedPerRun bool
-	Iteration int    // self-rewarding round t, copied into every pair
-	ModelID   string // the model M_t, copied into every pair
+	Iteration  int    // self-rewarding round t, copied into every pair
+	ModelID    string // the model M_t, copied into every pair
 }
 
 // WithDefaults returns a copy with every zero field set to its default.
