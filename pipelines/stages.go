@@ -104,8 +104,11 @@ func (c *Config) write(s beam.Scope, name string, col beam.PCollection) beam.PCo
 	return lakeio.Write(s, c.prefix(name), col, o)
 }
 
-// Glob returns the glob matching the files of output name under Out.
-func (c *Config) Glob(name string) string { return lakeio.ShardGlob(c.prefix(name), c.format()) }
+// Glob returns the glob matching the files of output name under Out. It
+// uses "*", not lakeio.ShardGlob's "?????": Beam's GCS List (v2.77) derives
+// its listing prefix from the first "*" only, so a "?" glob lists nothing
+// on gs://. No two output names here share a prefix up to "-".
+func (c *Config) Glob(name string) string { return c.prefix(name) + "-*" + c.format().Ext() }
 
 // generate reads prompts and forms pairs; it writes pairs, candidates and
 // the stage's dead letters and counts.
