@@ -8,6 +8,7 @@ import (
 
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/sketch"
+	"github.com/congrad-beam/congrad/congrad/vec"
 	"github.com/congrad-beam/congrad/train"
 )
 
@@ -55,7 +56,35 @@ const (
 	DiagSketch    = "ConGrad default (countsketch)"
 	DiagExact     = "ConGrad default on exact gradients"
 	DiagNoSurgery = "g* = Σ G_l (no PCGrad), positive"
+	DiagLeaveOut  = "score vs g* − p_own (PCGrad), positive"
 )
+
+// leaveOwnOut rescores every pair against the consensus without its own
+// language's projected direction, g* − p_l: how the pair relates to what the
+// other languages agree on. A diagnostic, not a ConGrad option.
+func leaveOwnOut(sel Selection, vecs [][]float32, langs []string) (Selection, error) {
+	out := Selection{Kept: make([]bool, len(vecs)), Scores: make([]float64, len(vecs)), PCGrad: sel.PCGrad}
+	targets := map[string]*vec.Target{}
+	for li, l := range sel.PCGrad.Langs {
+		g := make([]float32, len(sel.PCGrad.Consensus))
+		for j, v := range sel.PCGrad.Consensus {
+			g[j] = v - sel.PCGrad.Projected[li][j]
+		}
+		t, err := vec.NewTarget(g)
+		if err != nil {
+			return Selection{}, fmt.Errorf("leave-out target %s: %w", l, err)
+		}
+		targets[l] = t
+	}
+	for i, v := range vecs {
+		c, err := targets[langs[i]].Cosine(v)
+		if err != nil {
+			return Selection{}, fmt.Errorf("leave-out score %d: %w", i, err)
+		}
+		out.Scores[i], out.Kept[i] = c, c > 0
+	}
+	return out, nil
+}
 
 func diagnose(name string, seed uint64, sel Selection, ex []Example) SelectionDiag {
 	d := SelectionDiag{Name: name, Seed: seed, KeptBy: map[string]int{}, Correct: map[string]int{}, MeanScore: map[string]float64{}}
@@ -146,6 +175,11 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 		subsets[v.arm] = indices(sel.Kept)
 		if v.arm == ArmCongrad {
 			res.Diags = append(res.Diags, diagnose(DiagSketch, seed, sel, sd.examples))
+			loo, err := leaveOwnOut(sel, sk, langs)
+			if err != nil {
+				return fmt.Errorf("seed %d: %w", seed, err)
+			}
+			res.Diags = append(res.Diags, diagnose(DiagLeaveOut, seed, loo, sd.examples))
 			res.Conflicts = append(res.Conflicts, ConflictMap{Seed: seed, Langs: sel.PCGrad.Langs, Cosine: sel.PCGrad.Cosine, Projections: sel.PCGrad.Projections})
 		}
 	}

@@ -59,6 +59,30 @@ func groupMean(runs []RunResult, arm string, langs []string) (float64, float64) 
 	return meanStd(per)
 }
 
+// pairedDiff is the per-seed difference of group means, arm − ref.
+func pairedDiff(runs []RunResult, arm, ref string, langs []string) (float64, float64) {
+	group := func(r RunResult) float64 {
+		s := 0.0
+		for _, l := range langs {
+			s += r.Acc[l]
+		}
+		return s / float64(len(langs))
+	}
+	refBy := map[uint64]float64{}
+	for _, r := range runs {
+		if r.Arm == ref {
+			refBy[r.Seed] = group(r)
+		}
+	}
+	var d []float64
+	for _, r := range runs {
+		if v, ok := refBy[r.Seed]; ok && r.Arm == arm {
+			d = append(d, group(r)-v)
+		}
+	}
+	return meanStd(d)
+}
+
 func (t Task) codes(kinds ...string) []string {
 	var out []string
 	for _, l := range t.Langs {
@@ -115,6 +139,22 @@ func (res *Results) Markdown(imgRel string) string {
 	}
 	fmt.Fprintf(&b, "\n![accuracy per language and arm](%s/accuracy.svg)\n\n", imgRel)
 
+	b.WriteString("### Paired difference to all pairs (same seed: same base model, data and LoRA init), mean ± std over seeds\n\n")
+	b.WriteString("| arm | seen clean (h,l) | conflict (c) | unseen (u) |\n|---|---|---|---|\n")
+	for _, arm := range Arms[1:] {
+		fmt.Fprintf(&b, "| %s |", arm)
+		for _, g := range groups {
+			if len(g) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			m, sd := pairedDiff(res.Runs, arm, ArmAll, g)
+			fmt.Fprintf(&b, " %+.3f ± %.3f |", m, sd)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+
 	if cf := t.codes("conflict"); len(cf) > 0 {
 		b.WriteString("### Conflict languages on their own preference\n\n| arm | " + strings.Join(cf, " | ") + " |\n|---|" + strings.Repeat("---|", len(cf)) + "\n")
 		for _, arm := range Arms {
@@ -155,7 +195,7 @@ func (res *Results) Markdown(imgRel string) string {
 	if len(res.Diags) > 0 {
 		b.WriteString("### Selection diagnostics (no training; mean over seeds)\n\nPairs kept per language (share with the correct label) and the mean score cos(v_i, g*) per language.\n\n")
 		b.WriteString("| selection | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
-		for _, name := range []string{DiagSketch, DiagExact, DiagNoSurgery} {
+		for _, name := range []string{DiagSketch, DiagExact, DiagNoSurgery, DiagLeaveOut} {
 			fmt.Fprintf(&b, "| %s |", name)
 			for _, l := range seen {
 				var kept, corr, score, n float64
@@ -166,6 +206,10 @@ func (res *Results) Markdown(imgRel string) string {
 						score += d.MeanScore[l]
 						n++
 					}
+				}
+				if n == 0 {
+					b.WriteString(" – |")
+					continue
 				}
 				share := 0.0
 				if kept > 0 {
