@@ -211,6 +211,17 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 			b.Fatalf("read back %d pairs, wrote %d", got, n)
 		}
 
+		// Floor: the same generator feeding a counter on Prism, no files.
+		// What Beam costs to move the rows at all, for reading the ratio.
+		p, s = beam.NewPipelineWithRoot()
+		gen = beam.ParDo(s, &benchPairsFn{N: n, Chunks: chunks}, beam.Reshuffle(s, beam.ParDo(s, &benchChunksFn{Chunks: chunks}, beam.Impulse(s))))
+		beam.ParDo0(s, &benchCountFn{}, gen)
+		floorW, floorCPU := phase(func() {
+			if err := ptest.Run(p); err != nil {
+				b.Fatal(err)
+			}
+		})
+
 		ratio := (beamW + beamR).Seconds() / rawWall.Seconds()
 		cpuRatio := (beamWCPU + beamRCPU).Seconds() / rawCPU.Seconds()
 		// MB/s of the data as Arrow holds it in memory (the files compress
@@ -226,6 +237,7 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 		fmt.Fprintf(os.Stderr, "lakeio/prism: write %6.2fs (%8.0f rows/s, %6.1f MB/s)  read %6.2fs (%8.0f rows/s, %6.1f MB/s)  cpu %6.2fs (write %.2fs, read %.2fs)  %d bytes\n",
 			beamW.Seconds(), float64(n)/beamW.Seconds(), mb(beamBytes, beamW), beamR.Seconds(), float64(n)/beamR.Seconds(), mb(beamBytes, beamR),
 			(beamWCPU + beamRCPU).Seconds(), beamWCPU.Seconds(), beamRCPU.Seconds(), beamBytes)
+		fmt.Fprintf(os.Stderr, "prism floor (generate+count, no I/O): %.2fs wall, cpu %.2fs\n", floorW.Seconds(), floorCPU.Seconds())
 		fmt.Fprintf(os.Stderr, "ratio lakeio/raw: wall %.2f, cpu %.2f\n", ratio, cpuRatio)
 	}
 }

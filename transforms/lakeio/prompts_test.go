@@ -161,9 +161,24 @@ func TestReadPromptsDeadLettersColumnar(t *testing.T) {
 		t.Fatal(err)
 	}
 	af.Close()
+	// Arrow IPC stream (no footer): read sequentially as one split.
+	sf, err := os.Create(filepath.Join(dir, "p.arrows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := ipc.NewWriter(sf, ipc.WithSchema(rec.Schema()))
+	for _, part := range []arrow.RecordBatch{rec.NewSlice(0, 2), rec.NewSlice(2, rec.NumRows())} {
+		if err := sw.Write(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sf.Close()
 
 	var wantDead, wantGood []string
-	for _, name := range []string{"p.arrow", "p.parquet"} {
+	for _, name := range []string{"p.arrow", "p.arrows", "p.parquet"} {
 		for row, kind := range columnarDead {
 			wantDead = append(wantDead, fmt.Sprintf("%s:%d %s", name, row, kind))
 		}
@@ -179,8 +194,8 @@ func TestReadPromptsDeadLettersColumnar(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := counters(t, res)
-	if rows := int64(2 * len(columnarRows)); c["prompts_good"]+c["prompts_dead"] != rows || c["prompts_good"] != 4 {
-		t.Errorf("good=%d dead=%d, want 4 good of %d rows", c["prompts_good"], c["prompts_dead"], rows)
+	if rows := int64(3 * len(columnarRows)); c["prompts_good"]+c["prompts_dead"] != rows || c["prompts_good"] != 6 {
+		t.Errorf("good=%d dead=%d, want 6 good of %d rows", c["prompts_good"], c["prompts_dead"], rows)
 	}
 }
 
