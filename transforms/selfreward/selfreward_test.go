@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,5 +186,52 @@ func TestTryPairsRejectsAtConstruction(t *testing.T) {
 	bad = testOptions("ftp://x")
 	if _, _, _, err := TryPairs(s, prompts, bad); err == nil {
 		t.Error("ftp URL accepted")
+	}
+}
+
+// TestPairsFlakyServerSameResult: a server that fails every third request
+// (503) and garbles every fifth (truncated JSON) gives the same pairs and
+// dead letters as a clean one, because retries repeat the seeded request.
+func TestPairsFlakyServerSameResult(t *testing.T) {
+	clean := startServe(t)
+	real := serve.NewHandler(engine, serve.Options{MaxConcurrent: 2})
+	var n atomic.Int64
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch k := n.Add(1); {
+		case k%3 == 0:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case k%5 == 0:
+			w.Write([]byte(`{"choices":[{"index":0,"te`))
+		default:
+			real.ServeHTTP(w, r)
+		}
+	}))
+	defer flaky.Close()
+
+	prompts := testPrompts()
+	opts := testOptions(clean)
+	b, err := sr.NewHTTPBackend(opts.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantPairs, wantDead []any
+	for _, r := range sr.ProcessBatch(context.Background(), b, prompts, opts.withDefaults().Core, 4) {
+		if r.Paired {
+			wantPairs = append(wantPairs, pairLine(r.Pair))
+		} else {
+			wantDead = append(wantDead, deadLine(r.DeadLetter()))
+		}
+	}
+	opts.Backend.BaseURL = flaky.URL
+	opts.Backend.MaxRetries = 6
+	p, s := beam.NewPipelineWithRoot()
+	pairs, _, dead := Pairs(s, beam.CreateList(s, prompts), opts)
+	passert.Equals(s, beam.ParDo(s, pairLine, pairs), wantPairs...)
+	passert.Equals(s, beam.ParDo(s, deadLine, dead), wantDead...)
+	if err := ptest.Run(p); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() < 10 {
+		t.Fatalf("only %d requests reached the flaky server", n.Load())
 	}
 }
