@@ -76,6 +76,10 @@ func TryPairs(s beam.Scope, prompts beam.PCollection, opts Options) (pairs, cand
 	if _, err := sr.NewHTTPBackend(opts.Backend); err != nil {
 		return pairs, candidates, dead, fmt.Errorf("selfreward.Pairs: %w", err)
 	}
+	if opts.Core.ScoreCue != "" && opts.Backend.API != "completions" {
+		// Otherwise every prompt would fail at run time with the same reason.
+		return pairs, candidates, dead, fmt.Errorf("selfreward.Pairs: a score cue needs Backend.API \"completions\", not %q", opts.Backend.API)
+	}
 	// Reshuffle so that prompts read from one file shard spread over workers.
 	shuffled := beam.Reshuffle(s, prompts)
 	fn := &pairsFn{Opts: opts.Core, Backend: opts.Backend, BatchSize: opts.BatchSize, Parallel: opts.Parallel}

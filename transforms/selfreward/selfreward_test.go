@@ -183,6 +183,11 @@ func TestTryPairsRejectsAtConstruction(t *testing.T) {
 	if _, _, _, err := TryPairs(s, prompts, bad); err == nil {
 		t.Error("N=1 accepted")
 	}
+	bad = testOptions("http://127.0.0.1:1")
+	bad.Backend.API = "chat"
+	if _, _, _, err := TryPairs(s, prompts, bad); err == nil {
+		t.Error("score cue with the chat API accepted")
+	}
 	bad = testOptions("ftp://x")
 	if _, _, _, err := TryPairs(s, prompts, bad); err == nil {
 		t.Error("ftp URL accepted")
