@@ -131,7 +131,7 @@ func writeLake(t testing.TB, dir string, pairs []schemas.Pair, sks []schemas.Ske
 
 func selectConfig(dir string, rule keep.Rule) Config {
 	return Config{Out: dir, Shards: 3, Gradients: gradients.Options{Spec: testSpec()},
-		Select: SelectOptions{Spec: testSpec(), Seed: 7, Keep: keep.Options{Rule: rule, Rho: 0.5}},
+		Select:  SelectOptions{Spec: testSpec(), Seed: 7, Keep: keep.Options{Rule: rule, Rho: 0.5}},
 		Options: map[string]string{"keep": string(rule)}}
 }
 
