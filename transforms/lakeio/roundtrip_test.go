@@ -130,3 +130,26 @@ func malformedLine(d string, emit func(string)) {
 		emit(strings.Fields(d)[0])
 	}
 }
+
+// TestRewriteRemovesStaleShardsRemote repeats the stale-shard rule on object
+// stores, where rename is copy+delete and listing is by prefix.
+func TestRewriteRemovesStaleShardsRemote(t *testing.T) {
+	ctx := context.Background()
+	for _, prefix := range []string{"memfs://stale/pairs", "gs://" + testBucket + "/stale/pairs"} {
+		t.Run(prefix[:strings.Index(prefix, ":")], func(t *testing.T) {
+			writePairs(t, prefix, schematest.Pairs(30), WriteOptions{Shards: 3})
+			writePairs(t, prefix, schematest.Pairs(30), WriteOptions{Shards: 2})
+			got, err := list(ctx, prefix+"-*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				got[i] = trimScheme(got[i])
+			}
+			want := []string{trimScheme(ShardName(prefix, 0, 2, Parquet)), trimScheme(ShardName(prefix, 1, 2, Parquet))}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("after rerun: %v, want %v", got, want)
+			}
+		})
+	}
+}
