@@ -39,8 +39,12 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	if err := ro.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	backend := o.backendURL
-	if (cmd == "run" || cmd == "generate") && backend == "" {
+	// Validate every option before starting anything.
+	cfg, err := o.pipelineConfig(o.backendURL)
+	if err != nil {
+		return err
+	}
+	if (cmd == "run" || cmd == "generate") && o.backendURL == "" {
 		if ro.Runner == runners.Dataflow || (ro.Runner == runners.Universal && ro.EnvironmentType != "LOOPBACK") {
 			return fmt.Errorf("%w: --runner=%s workers cannot reach an in-process model server: give --backend_url", errUsage, ro.Runner)
 		}
@@ -49,12 +53,8 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 			return err
 		}
 		defer stop()
-		backend = url
+		cfg.SelfReward.Backend.BaseURL = url
 		fmt.Fprintf(stderr, "congrad: serving generator %q for generation and judging at %s\n", o.generator, url)
-	}
-	cfg, err := o.pipelineConfig(backend)
-	if err != nil {
-		return err
 	}
 	p, s := beam.NewPipelineWithRoot()
 	switch cmd {
