@@ -6,6 +6,7 @@
 package progress
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -51,7 +52,10 @@ func Tap(s beam.Scope, name string, col beam.PCollection) {
 
 type tapFn struct{ Name string }
 
-func (f *tapFn) ProcessElement(_ beam.T) { Add(f.Name, 1) }
+func (f *tapFn) ProcessElement(ctx context.Context, _ beam.T) {
+	Add(f.Name, 1)
+	beam.NewCounter("congrad.progress", f.Name).Inc(ctx, 1)
+}
 
 // Line formats one progress line: elapsed time and, per counter, rows and
 // rows per second since start.
@@ -67,5 +71,5 @@ func Line(start time.Time) string {
 }
 
 func init() {
-	register.DoFn1x0[beam.T](&tapFn{})
+	register.DoFn2x0[context.Context, beam.T](&tapFn{})
 }
