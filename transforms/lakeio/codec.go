@@ -1,15 +1,11 @@
 package lakeio
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"reflect"
-	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/congrad-beam/congrad/schemas"
 )
@@ -46,10 +42,11 @@ type rowBuffer interface {
 	ipc() ([]byte, error) // encodes and empties the buffer
 }
 
-// rowSet is a shard's rows, ready to be appended in row-group slices.
+// rowSet is a shard's rows in final order, handed out as record batches
+// of consecutive rows.
 type rowSet interface {
 	len() int
-	appendRange(b *array.RecordBuilder, lo, hi int) error
+	record(lo, hi int) (arrow.RecordBatch, error)
 }
 
 type adapter[T any] struct{ c schemas.Codec[T] }
@@ -69,79 +66,52 @@ type typedRows[T any] struct {
 
 func (t *typedRows[T]) add(v any) { t.rows = append(t.rows, v.(T)) }
 func (t *typedRows[T]) len() int  { return len(t.rows) }
-func (t *typedRows[T]) appendRange(b *array.RecordBuilder, lo, hi int) error {
-	return t.c.Append(b, t.rows[lo:hi])
-}
-
-func (t *typedRows[T]) ipc() ([]byte, error) {
+func (t *typedRows[T]) record(lo, hi int) (arrow.RecordBatch, error) {
 	b := array.NewRecordBuilder(memory.DefaultAllocator, t.c.Schema())
 	defer b.Release()
-	if err := t.c.Append(b, t.rows); err != nil {
+	if err := t.c.Append(b, t.rows[lo:hi]); err != nil {
 		return nil, err
 	}
-	t.rows = t.rows[:0]
-	rec := b.NewRecordBatch()
+	return b.NewRecordBatch(), nil
+}
+
+// ipc encodes the buffered rows plus their keys (see shuffle.go) and empties
+// the buffer.
+func (t *typedRows[T]) ipc() ([]byte, error) {
+	rec, err := t.record(0, len(t.rows))
+	if err != nil {
+		return nil, err
+	}
 	defer rec.Release()
-	var out bytes.Buffer
-	w := ipc.NewWriter(&out, ipc.WithSchema(t.c.Schema()), ipc.WithLZ4())
-	if err := w.Write(rec); err != nil {
-		return nil, err
+	kb := array.NewStringBuilder(memory.DefaultAllocator)
+	defer kb.Release()
+	kb.Reserve(len(t.rows))
+	for i := range t.rows {
+		kb.Append(t.c.Key(&t.rows[i]))
 	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
+	keys := kb.NewArray()
+	defer keys.Release()
+	t.rows = t.rows[:0]
+	return encodeBlob(rec, keys)
 }
 
 func (a adapter[T]) newBuffer() rowBuffer { return &typedRows[T]{c: a.c} }
 
 func (a adapter[T]) collect(blobs func(*[]byte) bool) (rowSet, error) {
-	var rows []T
-	var blob []byte
-	for blobs(&blob) {
-		r, err := ipc.NewReader(bytes.NewReader(blob))
-		if err != nil {
-			return nil, err
-		}
-		for r.Next() {
-			got, err := a.c.Decode(r.RecordBatch())
-			if err != nil {
-				r.Release()
-				return nil, err
-			}
-			rows = append(rows, got...)
-		}
-		err = r.Err()
-		r.Release()
-		if err != nil && err != io.EOF {
-			return nil, err
-		}
-	}
-	sortByKey(a.c, rows)
-	return &typedRows[T]{c: a.c, rows: rows}, nil
+	return sortBlobs(a.c.Schema(), blobs, a.tieKey)
 }
 
-// sortByKey orders rows by key; equal keys (duplicate ids) fall back to the
-// printed record so the order never depends on shuffle order.
-func sortByKey[T any](c schemas.Codec[T], rows []T) {
-	keys := make([]string, len(rows))
-	idx := make([]int, len(rows))
-	for i := range rows {
-		keys[i], idx[i] = c.Key(&rows[i]), i
+// tieKey orders rows with equal keys (duplicate ids) by their printed
+// value, so the order never depends on shuffle order. Only rows that tie
+// are decoded.
+func (a adapter[T]) tieKey(rec arrow.RecordBatch) (string, error) {
+	rows, err := a.c.Decode(rec)
+	if err != nil || len(rows) != 1 {
+		return "", fmt.Errorf("decode tied row: %v (%d rows)", err, len(rows))
 	}
-	sort.Slice(idx, func(a, b int) bool {
-		ka, kb := keys[idx[a]], keys[idx[b]]
-		if ka != kb {
-			return ka < kb
-		}
-		return fmt.Sprintf("%#v", rows[idx[a]]) < fmt.Sprintf("%#v", rows[idx[b]])
-	})
-	sorted := make([]T, len(rows))
-	for i, j := range idx {
-		sorted[i] = rows[j]
-	}
-	copy(rows, sorted)
+	return fmt.Sprintf("%#v", rows[0]), nil
 }
+
 func (a adapter[T]) decode(rec arrow.RecordBatch, emit func(any)) error {
 	rows, err := a.c.Decode(rec)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -276,16 +275,14 @@ func encode(c anyCodec, rows rowSet, w io.Writer, p shardParams) error {
 	default:
 		return fmt.Errorf("%w: write format %q", ErrUnsupported, p.Format)
 	}
-	b := array.NewRecordBuilder(mem, schema)
-	defer b.Release()
 	for start := 0; start < rows.len(); start += p.RowGroupRows {
 		end := min(start+p.RowGroupRows, rows.len())
-		if err := rows.appendRange(b, start, end); err != nil {
+		rec, err := rows.record(start, end)
+		if err != nil {
 			closeFn()
 			return err
 		}
-		rec := b.NewRecordBatch()
-		err := write(rec)
+		err = write(rec)
 		rec.Release()
 		if err != nil {
 			closeFn()

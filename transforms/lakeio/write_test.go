@@ -52,6 +52,13 @@ func dirNames(t *testing.T, dir string) []string {
 // files, every row sits in shard fnv64a(PairID) mod n, sorted by PairID.
 func TestWriteDeterministic(t *testing.T) {
 	rows := schematest.Pairs(500)
+	// Duplicate ids with different content: the tie-break must still give
+	// one order.
+	for i := 0; i < 20; i++ {
+		d := rows[i]
+		d.Chosen += " (duplicate)"
+		rows = append(rows, d)
+	}
 	reversed := append([]schemas.Pair(nil), rows...)
 	for i, j := 0, len(reversed)-1; i < j; i, j = i+1, j-1 {
 		reversed[i], reversed[j] = reversed[j], reversed[i]
