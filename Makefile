@@ -53,7 +53,8 @@ clean:
 # One ConGrad round on the self-written fixtures (testdata/prompts, 10
 # languages) with in-process Prism, the embedded tiny model for gradients and
 # the seeded markov generator for candidates and judging; writes ./out/.
-# min_margin is lowered because the demo judge's scores span a small range.
+# min_margin is lowered because the demo judge's scores span a small range;
+# 4 gradient buckets fill the device batches of a 75-pair job.
 demo:
 	$(GO) build -o $(BIN)/congrad ./cmd/congrad
-	./$(BIN)/congrad run --out=out --min_margin=0.05 --progress_every=10
+	./$(BIN)/congrad run --out=out --min_margin=0.05 --buckets=4 --progress_every=10

@@ -120,7 +120,7 @@ func newFlags(cmd string, stderr io.Writer) *opts {
 	fs.IntVar(&o.loraRank, "lora_rank", 8, "LoRA rank of the adapters whose gradients are sketched")
 	fs.IntVar(&o.maxLen, "max_len", 0, "tokens per sequence (0: the model's limit, at most 512)")
 	fs.IntVar(&o.batch, "batch", 8, "pairs per device call")
-	fs.IntVar(&o.buckets, "buckets", 64, "hash groups that deterministic batches are cut from (raise for large jobs: parallelism)")
+	fs.IntVar(&o.buckets, "buckets", 16, "hash groups that deterministic batches are cut from (raise for large jobs: parallelism)")
 	fs.IntVar(&o.steps, "steps", 16, "mini-batch steps assigned by pair-id hash (ema aggregate)")
 
 	// Select.

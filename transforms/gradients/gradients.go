@@ -46,7 +46,7 @@ type Options struct {
 	LoRARank int         // LoRA rank (default 8)
 	MaxLen   int         // tokens per sequence (default: the model's, at most 512)
 	Batch    int         // pairs per device call (default 8)
-	Buckets  int         // hash groups that batches are cut from (default 64)
+	Buckets  int         // hash groups that batches are cut from (default 16)
 	Steps    int         // mini-batch steps τ assigned by id hash, for the ema aggregate (default 16)
 }
 
@@ -65,7 +65,7 @@ func (o *Options) Validate() error {
 		o.Batch = 8
 	}
 	if o.Buckets == 0 {
-		o.Buckets = 64
+		o.Buckets = 16
 	}
 	if o.Steps == 0 {
 		o.Steps = 16
