@@ -40,7 +40,9 @@ import (
 // format (.arrow vs .parquet) are not touched.
 //
 // One shard is sorted in memory on one worker: choose Shards so that a shard
-// fits comfortably (a few hundred MB).
+// fits comfortably (a few hundred MB). col must be a bounded PCollection in
+// the global window (every ConGrad stage is a batch job): rows are shipped to
+// the shard writers in batches flushed at bundle end.
 //
 // Write panics on invalid options or an element type without a file layout,
 // like beam.ParDo; TryWrite returns the error instead.
