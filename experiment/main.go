@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -18,12 +19,18 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
 	fs.SetOutput(log)
 	quick := fs.Bool("quick", false, "smoke-test size: one seed, short training, two sketch sizes (< 5 min)")
-	out := fs.String("out", "docs", "directory for EXPERIMENTS.md and img/")
+	out := fs.String("out", "", "directory for EXPERIMENTS.md and img/ (default docs; with --quick out/experiment-quick, so a smoke run never overwrites the committed report)")
 	seeds := fs.String("seeds", "", "comma-separated seeds (default 1,2,3,4,5; quick: 1)")
 	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
 	replot := fs.String("replot", "", "rewrite the report from a results.json of an earlier run, without training")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *out == "" {
+		*out = "docs"
+		if *quick {
+			*out = filepath.Join("out", "experiment-quick")
+		}
 	}
 	if *replot != "" {
 		data, err := os.ReadFile(*replot)
