@@ -4,7 +4,7 @@ PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 BIN       := bin
 
-.PHONY: all build test bench lint demo experiment clean gradbench-xla gpu-check fuzz
+.PHONY: all build test bench lint demo experiment clean gradbench-xla gpu-check fuzz experiment experiment-quick
 
 all: build
 
@@ -46,6 +46,14 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+# Method validation (docs/EXPERIMENTS.md): the full study rewrites the tables
+# and plots in docs/ (~20-25 min on 2 cores); quick mode writes out/experiment-quick.
+experiment:
+	$(GO) run ./experiment/cmd/experiment
+
+experiment-quick:
+	$(GO) run ./experiment/cmd/experiment --quick
 
 clean:
 	rm -rf $(BIN) out bench.txt
