@@ -135,15 +135,23 @@ func selectConfig(dir string, rule keep.Rule) Config {
 		Options: map[string]string{"keep": string(rule)}}
 }
 
-func runSelect(t testing.TB, c Config) {
+// runSelect runs the select pipeline and returns its Beam counters summed
+// by namespace/name.
+func runSelect(t testing.TB, c Config) map[string]int64 {
 	t.Helper()
 	p, s := beam.NewPipelineWithRoot()
 	if err := BuildSelect(s, c); err != nil {
 		t.Fatalf("build select: %v", err)
 	}
-	if err := ptest.Run(p); err != nil {
+	res, err := ptest.RunWithMetrics(p)
+	if err != nil {
 		t.Fatalf("select on %s: %v", c.Out, err)
 	}
+	m := map[string]int64{}
+	for _, cr := range res.Metrics().AllMetrics().Counters() {
+		m[cr.Key.Namespace+"/"+cr.Key.Name] += cr.Result()
+	}
+	return m
 }
 
 // outputs returns name -> bytes of every file under a local dir.
@@ -208,7 +216,7 @@ func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 			a, b := t.TempDir(), t.TempDir()
 			writeLake(t, a, pairs, sks)
 			writeLake(t, b, pairs, sks)
-			runSelect(t, selectConfig(a, rule))
+			metrics := runSelect(t, selectConfig(a, rule))
 			runSelect(t, selectConfig(b, rule))
 
 			// Accounting: files, report and input agree.
@@ -232,6 +240,12 @@ func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 			sel := r.Totals["select"]
 			if sel["kept"] != kept || sel["dropped"] != dropped || sel["dead"] != dead || sel["pairs_in"] != int64(len(pairs)) {
 				t.Fatalf("report totals %v vs files kept=%d dropped=%d dead=%d", sel, kept, dropped, dead)
+			}
+			// The same accounting in Beam metrics.
+			if metrics["congrad.filter/kept"] != kept || metrics["congrad.filter/dropped"] != dropped ||
+				metrics["congrad.filter/dead"]+metrics["congrad.filter/orphan_sketch"] != dead ||
+				metrics["congrad.progress/select/pairs_in"] != int64(len(pairs)) {
+				t.Fatalf("Beam metrics %v vs files kept=%d dropped=%d dead=%d", metrics, kept, dropped, dead)
 			}
 			if len(r.Langs) != 6 {
 				t.Fatalf("report langs %v", r.Langs)
