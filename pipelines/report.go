@@ -215,7 +215,9 @@ func writeFile(ctx context.Context, path string, data []byte) error {
 	return nil
 }
 
+// init registers every function and type of the package (stages.go's too).
 func init() {
+	register.Function1x1(deadToFailure)
 	register.DoFn1x1[beam.T, string](&countKeyFn{})
 	register.Function2x1(toCount)
 	register.Function1x1(reasonKey)

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/filter"
@@ -223,8 +222,4 @@ func BuildRun(s beam.Scope, c Config) error {
 // pair is dead-lettered once with the upstream reason.
 func deadToFailure(d schemas.DeadLetter) filter.Failure {
 	return filter.Failure{PairID: d.Source, Reason: d.Stage + ": " + d.Reason}
-}
-
-func init() {
-	register.Function1x1(deadToFailure)
 }
