@@ -261,10 +261,12 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,
 		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho}}
 	// The report records every option with its effective value, except
-	// runner plumbing that differs between otherwise identical runs.
+	// runner plumbing and the output location, which differ between
+	// otherwise identical runs (the same job on gs:// and locally must
+	// write the same bytes).
 	o.fs.VisitAll(func(f *flag.Flag) {
 		switch f.Name {
-		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name":
+		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name", "out":
 			return
 		}
 		c.Options[f.Name] = f.Value.String()
