@@ -11,13 +11,7 @@ import (
 
 // padLen rounds the longest sequence up to a power of two (min 16, max
 // MaxLen), so a stream of batches compiles a handful of shapes, each once.
-func (x *Extractor) padLen(longest int) int {
-	t := 16
-	for t < longest {
-		t *= 2
-	}
-	return min(t, x.opts.MaxLen)
-}
+func (x *Extractor) padLen(longest int) int { return PadLen(longest, x.opts.MaxLen) }
 
 func (x *Extractor) exec(mode graphMode) (*Exec, error) {
 	x.mu.Lock()
@@ -44,39 +38,7 @@ func (x *Extractor) runBatch(mode graphMode, idx []int, encs []encoded) (rows []
 		longest = max(longest, len(e.prompt)+len(e.chosen), len(e.prompt)+len(e.rejected))
 	}
 	t := x.padLen(longest)
-	pad := int32(x.m.Tok.PAD())
-	tokens := make([]int32, 2*b*t)
-	for k := range tokens {
-		tokens[k] = pad
-	}
-	gidx := make([]int32, 2*b*t*2)
-	mask := make([]float64, 2*b*t)
-	lenDiff := make([]float64, b)
-	for k, i := range idx {
-		e := encs[i]
-		for side, resp := range [][]int{e.chosen, e.rejected} {
-			row := side*b + k
-			seq := append(append([]int{}, e.prompt...), resp...)
-			for p, id := range seq {
-				tokens[row*t+p] = int32(id)
-			}
-			// Position p predicts token p+1; score the response tokens.
-			for p := len(e.prompt) - 1; p < len(seq)-1; p++ {
-				mask[row*t+p] = 1
-			}
-		}
-		lenDiff[k] = float64(e.nChosen - e.nRejected)
-	}
-	for row := 0; row < 2*b; row++ {
-		for p := 0; p < t; p++ {
-			flat := row*t + p
-			next := pad
-			if p+1 < t {
-				next = tokens[flat+1]
-			}
-			gidx[2*flat], gidx[2*flat+1] = int32(flat), next
-		}
-	}
+	tokens, gidx, mask, lenDiff := pack(int32(x.m.Tok.PAD()), encs, idx, b, t)
 	dt := x.opts.DType
 	args := []any{
 		tensors.FromFlatDataAndDimensions(tokens, 2*b, t),

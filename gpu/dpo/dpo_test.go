@@ -366,3 +366,44 @@ func TestEdgeCases(t *testing.T) {
 		}
 	}
 }
+
+// Adapters given explicitly must act exactly like the same values drawn from
+// the seed, and wrong shapes must be refused.
+func TestAdaptersOption(t *testing.T) {
+	o := Options{LoRA: model.LoRAOptions{Rank: 2, Seed: 5, InitBStd: 0.2}, Batch: 2, MaxLen: 64,
+		Sketch: sketch.Spec{Method: sketch.CountSketch, K: 64, Seed: 3, Version: sketch.Version}}
+	seeded := newX(t, o)
+	ps, err := model.LoRAParams(tiny.Config, o.LoRA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.LoRA.InitBStd = 0 // the explicit values, not the seed, must decide
+	for _, p := range ps {
+		o.Adapters = append(o.Adapters, p.Value)
+	}
+	given := newX(t, o)
+	ga, _, err := seeded.ExactGradients(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, _, err := given.ExactGradients(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pairs {
+		if e := relErr(f64(gb[i]), f64(ga[i])); e != 0 {
+			t.Errorf("pair %d: explicit adapters differ from seeded ones by %g", i, e)
+		}
+	}
+	o.Adapters = o.Adapters[1:]
+	if _, err := NewExtractor(tiny, o); err == nil || !strings.Contains(err.Error(), "adapter") {
+		t.Errorf("too few adapter tensors: want an error, got %v", err)
+	}
+	o.Adapters = [][]float32{{1}}
+	for range ps[1:] {
+		o.Adapters = append(o.Adapters, nil)
+	}
+	if _, err := NewExtractor(tiny, o); err == nil || !strings.Contains(err.Error(), "lora_A") {
+		t.Errorf("wrong adapter size: want an error naming the tensor, got %v", err)
+	}
+}

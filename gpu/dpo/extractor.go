@@ -57,6 +57,17 @@ func NewExtractor(m *model.Model, o Options) (*Extractor, error) {
 	if x.params, err = model.LoRAParams(m.Config, o.LoRA); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
 	}
+	if o.Adapters != nil {
+		if len(o.Adapters) != len(x.params) {
+			return nil, fmt.Errorf("%w: %d adapter tensors given, LoRA options imply %d", ErrOptions, len(o.Adapters), len(x.params))
+		}
+		for i := range x.params {
+			if len(o.Adapters[i]) != len(x.params[i].Value) {
+				return nil, fmt.Errorf("%w: adapter %s has %d values, want %d", ErrOptions, x.params[i].Name, len(o.Adapters[i]), len(x.params[i].Value))
+			}
+			x.params[i].Value = append([]float32(nil), o.Adapters[i]...)
+		}
+	}
 	x.d = model.LoRASize(x.params)
 	x.refSame = !o.forceRefForward
 	for _, p := range x.params {

@@ -44,8 +44,7 @@ func (x *Extractor) graphFn(m graphMode) func(in []*Node) []*Node {
 	return func(in []*Node) []*Node {
 		tokens, gidx, mask, lenDiff := in[0], in[1], in[2], in[3]
 		g := tokens.Graph()
-		n2, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
-		b := n2 / 2
+		b := tokens.Shape().Dimensions[0] / 2
 		ns := x.numSketchInputs(m)
 		sk := in[fixedInputs : fixedInputs+ns]
 		loraIn := in[fixedInputs+ns : fixedInputs+ns+len(x.params)]
@@ -62,14 +61,7 @@ func (x *Extractor) graphFn(m graphMode) func(in []*Node) []*Node {
 				lora.B[p.Base] = copies[i]
 			}
 		}
-		seqLogp := func(l *model.LoRANodes) *Node { // [2B]
-			logits := model.Logits(cfg, w, model.Hidden(cfg, w, l, tokens))
-			flat := Reshape(logits, n2*t, cfg.VocabSize)
-			mx := StopGradient(ReduceAndKeep(flat, ReduceMax, -1))
-			lse := Add(Squeeze(mx, -1), Log(ReduceSum(Exp(Sub(flat, BroadcastToDims(mx, n2*t, cfg.VocabSize))), -1)))
-			tok := Gather(flat, gidx) // [2B*T]
-			return ReduceSum(Mul(Reshape(Sub(tok, lse), n2, t), mask), -1)
-		}
+		seqLogp := func(l *model.LoRANodes) *Node { return SeqLogProbs(cfg, w, l, tokens, gidx, mask) } // [2B]
 		pol := seqLogp(lora)
 		var ref *Node
 		if m.refForward {
@@ -80,8 +72,7 @@ func (x *Extractor) graphFn(m graphMode) func(in []*Node) []*Node {
 		}
 		half := func(v *Node, i int) *Node { return SliceAxis(v, 0, AxisRange(i*b, (i+1)*b)) }
 		polW, polL, refW, refL := half(pol, 0), half(pol, 1), half(ref, 0), half(ref, 1)
-		z := Sub(MulScalar(Sub(Sub(polW, refW), Sub(polL, refL)), x.opts.Beta), MulScalar(lenDiff, x.opts.Alpha))
-		loss := softplus(Neg(z)) // −log σ(z), stable for large |z|
+		loss, z := Objective(polW, polL, refW, refL, lenDiff, x.opts.Beta, x.opts.Alpha)
 		grads := Gradient(ReduceAllSum(loss), copies...)
 		flat := make([]*Node, len(grads))
 		for i, gr := range grads {

@@ -47,6 +47,10 @@ type Options struct {
 	// log-sum-exp included, then runs in bf16; the Go backend has no bf16
 	// softmax and fails the batch with a clear error).
 	DType dtypes.DType
+	// Adapters, when set, are the LoRA values at which gradients are taken
+	// (model.LoRAParams order, each flattened row-major) instead of the
+	// seeded initial values LoRA describes: a trainer's current adapters.
+	Adapters [][]float32 `json:"-"`
 
 	forceRefForward bool // tests: compute π_ref with a forward pass even when LoRA B = 0
 }

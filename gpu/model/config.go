@@ -108,6 +108,16 @@ func ParseConfig(b []byte) (*Config, error) {
 	return &c, nil
 }
 
+// NewConfig is ParseConfig for a config built in code: it fills the HF
+// defaults of a copy of c (head_dim, KV heads, tied embeddings, ...) and validates it.
+func NewConfig(c Config) (*Config, error) {
+	c.fillDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
 func (c *Config) fillDefaults() {
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads

@@ -218,3 +218,17 @@ func TestTinyForwardIsCausalAndDeterministic(t *testing.T) {
 		t.Fatal("not deterministic")
 	}
 }
+
+func TestNewConfigFillsDefaultsAndValidates(t *testing.T) {
+	c, err := NewConfig(Config{ModelType: "llama", VocabSize: 259, HiddenSize: 32, IntermediateSize: 64,
+		NumHiddenLayers: 2, NumAttentionHeads: 2, MaxPositionEmbeddings: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HeadDim != 16 || c.NumKeyValueHeads != 2 || !c.Tied() || c.RopeTheta != 10000 || c.Activation() != "silu" {
+		t.Errorf("defaults not filled: %+v", c)
+	}
+	if _, err := NewConfig(Config{ModelType: "llama", VocabSize: 259, HiddenSize: 30, NumAttentionHeads: 4}); !errors.Is(err, ErrConfig) {
+		t.Errorf("invalid config: want ErrConfig, got %v", err)
+	}
+}
