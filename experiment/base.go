@@ -1,10 +1,11 @@
 package experiment
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 
-	"github.com/congrad-beam/congrad/train"
+	"github.com/congrad-beam/congrad/gpu/model"
 )
 
 // Embedding mix of a language character: shared symbol meaning, language
@@ -17,17 +18,37 @@ const (
 	embNoise  = 0.3
 )
 
-// BuildBase returns the frozen base model of the task: a seeded tiny
-// transformer whose byte embeddings for the task's alphabets are
-// embShared·u_symbol + embLang·v_language + embNoise·noise.
-func BuildBase(t Task, cfg train.Config, seed uint64) (*train.Base, error) {
-	base, err := train.NewBase(cfg, seed)
-	if err != nil {
-		return nil, err
+// DefaultModel is the task's base model as a gpu/model config: Llama-style
+// (RMSNorm, RoPE, SwiGLU, tied embeddings), 2 layers, width 32, 2 heads of 16,
+// MLP 64, the byte vocabulary of the tiny model, sequences up to 32 tokens.
+func DefaultModel() *model.Config {
+	c, err := model.NewConfig(model.Config{ModelType: "llama", VocabSize: 259, HiddenSize: 32, IntermediateSize: 64,
+		NumHiddenLayers: 2, NumAttentionHeads: 2, NumKeyValueHeads: 2, MaxPositionEmbeddings: 32,
+		BOSTokenID: model.IDList{model.ByteBOS}, EOSTokenID: model.IDList{model.ByteEOS}, PadTokenID: model.IDList{model.BytePAD}})
+	if err != nil { // a constant config: only a change to this function can get here
+		panic(err)
 	}
+	return c
+}
+
+// BuildBase returns the frozen base model of the task: a gpu/model model of
+// config cfg (byte tokenizer, so cfg.VocabSize must be 259) with every weight
+// drawn from seed, whose byte embeddings for the task's alphabets are then
+// set to embShared·u_symbol + embLang·v_language + embNoise·noise.
+func BuildBase(t Task, cfg *model.Config, seed uint64) (*model.Model, error) {
+	if cfg == nil || cfg.VocabSize != (model.ByteTokenizer{}).VocabSize() {
+		return nil, fmt.Errorf("experiment: base model needs the byte vocabulary (259), got config %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("experiment: base model: %w", err)
+	}
+	m := &model.Model{Ref: fmt.Sprintf("experiment-base:seed=%d", seed), Config: cfg, Tok: model.ByteTokenizer{},
+		Weights: model.InitWeights(cfg, seed)}
+	emb := m.Weights["model.embed_tokens.weight"]
+	dim := cfg.HiddenSize
 	rng := rand.New(rand.NewPCG(seed, 0x656d62)) // "emb"
 	gauss := func() []float64 {
-		v := make([]float64, cfg.Dim)
+		v := make([]float64, dim)
 		for i := range v {
 			v[i] = rng.NormFloat64()
 		}
@@ -41,12 +62,12 @@ func BuildBase(t Task, cfg train.Config, seed uint64) (*train.Base, error) {
 	for li := range t.Langs {
 		lang := gauss()
 		for s := 0; s < t.Symbols; s++ {
-			row := base.Embed.Data[int(t.char(li, s))*cfg.Dim:][:cfg.Dim]
+			row := emb.Data[int(t.char(li, s))*dim:][:dim]
 			noise := gauss()
 			for i := range row {
 				row[i] = float32((embShared*sym[s][i] + embLang*lang[i] + embNoise*noise[i]) / norm)
 			}
 		}
 	}
-	return base, nil
+	return m, nil
 }

@@ -140,7 +140,11 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 	if err != nil {
 		return err
 	}
-	pg, err := sd.engine.PerPairGradients(ctx, sd.train, train.NewLoRA(cfg.Model, seed), 64)
+	lo, err := sd.engine.NewLoRA(seed)
+	if err != nil {
+		return fmt.Errorf("seed %d: %w", seed, err)
+	}
+	pg, err := sd.engine.PerPairGradients(ctx, sd.train, lo, 64)
 	if err != nil {
 		return fmt.Errorf("seed %d: per-pair gradients: %w", seed, err)
 	}

@@ -107,8 +107,8 @@ func (res *Results) Markdown(imgRel string) string {
 		all = append(all, l.Code)
 	}
 	fmt.Fprintf(&b, "%s\n\n", BeginMarker)
-	fmt.Fprintf(&b, "Seeds %v, %d steps × batch %d per arm, Adam lr %g, β %g, LoRA r=%d on q,v (%d layers, width %d); sketch countsketch k=%d; wall time %s.\n\n",
-		cfg.Seeds, cfg.Steps, cfg.BatchSize, cfg.LR, cfg.Beta, cfg.Model.LoRARank, cfg.Model.Layers, cfg.Model.Dim, cfg.SketchK, res.Elapsed.Round(1e9))
+	fmt.Fprintf(&b, "Seeds %v, %d steps × batch %d per arm, Adam lr %g, β %g, LoRA r=%d on %s (gpu/model %s: %d layers, width %d, %d heads, MLP %d); sketch countsketch k=%d; wall time %s.\n\n",
+		cfg.Seeds, cfg.Steps, cfg.BatchSize, cfg.LR, cfg.Beta, cfg.LoRA.Rank, strings.Join(cfg.LoRA.Targets, ","), cfg.Model.ModelType, cfg.Model.NumHiddenLayers, cfg.Model.HiddenSize, cfg.Model.NumAttentionHeads, cfg.Model.IntermediateSize, cfg.SketchK, res.Elapsed.Round(1e9))
 
 	b.WriteString("### Held-out preference accuracy (shared rule), mean ± std over seeds\n\n")
 	b.WriteString("| arm | pairs | " + strings.Join(all, " | ") + " | seen clean (h,l) | conflict (c) | unseen (u) |\n")

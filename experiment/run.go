@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/congrad-beam/congrad/gpu/model"
 	"github.com/congrad-beam/congrad/train"
 )
 
@@ -15,7 +16,8 @@ import (
 // by every arm, and the ConGrad settings.
 type Config struct {
 	Task      Task
-	Model     train.Config
+	Model     *model.Config     // base model architecture (gpu/model)
+	LoRA      model.LoRAOptions // adapters trained and differentiated
 	Seeds     []uint64
 	Steps     int     // optimiser steps per training run (same for every arm)
 	BatchSize int     // pairs per step
@@ -33,7 +35,7 @@ type Config struct {
 // DefaultConfig is `make experiment`.
 func DefaultConfig() Config {
 	return Config{
-		Task: DefaultTask(), Model: train.TinyConfig(), Seeds: []uint64{1, 2, 3, 4, 5},
+		Task: DefaultTask(), Model: DefaultModel(), LoRA: model.LoRAOptions{Rank: 8, Alpha: 16, Targets: []string{"q_proj", "v_proj"}}, Seeds: []uint64{1, 2, 3, 4, 5},
 		Steps: 150, BatchSize: 32, LR: 3e-3, Beta: 0.1, SketchK: 8192, Gamma: 0.9, Rho: 0.5, GradBatch: 32,
 		FidelityKs: []int{256, 512, 1024, 2048, 4096, 8192, 16384}, Alone: true,
 	}
@@ -90,7 +92,7 @@ func prepare(cfg Config, seed uint64) (*seedData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seed %d: base model: %w", seed, err)
 	}
-	e, err := train.NewEngine(base, cfg.Beta, 0)
+	e, err := train.NewEngine(base, train.EngineOptions{Beta: cfg.Beta, LoRA: cfg.LoRA, MaxLen: cfg.Model.MaxPositionEmbeddings})
 	if err != nil {
 		return nil, fmt.Errorf("seed %d: engine: %w", seed, err)
 	}

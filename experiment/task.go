@@ -2,7 +2,7 @@
 // ConGrad is validated against joint training (issue 7): synthetic languages
 // whose true preference is known, language-dependent judge noise, languages
 // whose judges follow a conflicting preference, and languages held out of
-// training. It trains the tiny model of package train in several arms and
+// training. It trains LoRA adapters of a small gpu/model transformer with package train in several arms and
 // writes tables and plots to docs/.
 package experiment
 

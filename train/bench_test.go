@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/congrad-beam/congrad/gpu/model"
 )
 
-// benchPairs are task-shaped pairs: 6-byte prompt and responses (16 tokens padded).
+// benchPairs are task-shaped pairs: 6-byte prompt and responses (14 tokens, 16 padded).
 func benchPairs(n int) []Pair {
 	rng := rand.New(rand.NewPCG(1, 1))
 	s := func() string {
@@ -24,12 +26,21 @@ func benchPairs(n int) []Pair {
 	return out
 }
 
-func benchEngine(b *testing.B) (*Engine, *Dataset) {
-	base, err := NewBase(TinyConfig(), 1)
+// benchModel is the experiment's shape (2 layers, width 32, 2 heads, MLP 64,
+// byte vocabulary, LoRA r=8 on q and v): what the trainer's numbers in
+// docs/perf/train.md describe.
+func benchModel(b *testing.B) *model.Model {
+	cfg, err := model.NewConfig(model.Config{ModelType: "llama", VocabSize: 259, HiddenSize: 32, IntermediateSize: 64,
+		NumHiddenLayers: 2, NumAttentionHeads: 2, MaxPositionEmbeddings: 32,
+		BOSTokenID: model.IDList{model.ByteBOS}, EOSTokenID: model.IDList{model.ByteEOS}, PadTokenID: model.IDList{model.BytePAD}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := NewEngine(base, 0.1, 0)
+	return &model.Model{Ref: "bench", Config: cfg, Tok: model.ByteTokenizer{}, Weights: model.InitWeights(cfg, 1)}
+}
+
+func benchEngine(b *testing.B) (*Engine, *Dataset) {
+	e, err := NewEngine(benchModel(b), EngineOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,3 +1,12 @@
+// Package train is a small LP-DPO LoRA trainer for the models of gpu/model:
+// the embedded tiny model and HF Llama/Gemma checkpoints alike. The forward
+// pass, the sequence format, the log-probabilities and the loss are those of
+// gpu/model and gpu/dpo, so a model trained here is the model whose per-pair
+// gradients the pipeline filtered with. Adam runs on the host.
+//
+// It is meant for tests, small models and controlled experiments (see
+// experiment/); large models are trained with TRL on the kept-pairs Parquet
+// the pipeline writes.
 package train
 
 import (
@@ -5,11 +14,16 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/compute"
-	"github.com/gomlx/compute/gobackend"
-	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads like maths
 	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/congrad-beam/congrad/gpu/dpo"
+	"github.com/congrad-beam/congrad/gpu/model"
 )
+
+// ErrConfig is wrapped by every configuration validation error.
+var ErrConfig = errors.New("invalid config")
 
 // Pair is one preference pair as the trainer sees it.
 type Pair struct {
@@ -20,189 +34,135 @@ type Pair struct {
 	Rejected string
 }
 
-// ErrTooLong is wrapped when a pair does not fit the model's MaxLen. Such a
-// pair is rejected (never silently truncated): the caller counts it.
-var ErrTooLong = errors.New("sequence longer than MaxLen")
-
-// ErrEmpty is wrapped when a response is empty.
-var ErrEmpty = errors.New("empty response")
-
-// encoded is one tokenised sequence: BOS prompt SEP response, and the mask of
-// positions whose next token is a response token.
-type encoded struct {
-	tokens []int32
-	mask   []float32
-	respN  int
+// EngineOptions are the LP-DPO constants and the adapters. Zero values take
+// the defaults of gpu/dpo: β 0.1, α 0, LoRA rank 8 / alpha 16 on q and v,
+// MaxLen min(512, max_position_embeddings).
+type EngineOptions struct {
+	Beta, Alpha float64
+	LoRA        model.LoRAOptions
+	MaxLen      int // tokens per sequence; longer pairs are rejected, never truncated
 }
 
-func encode(cfg Config, prompt, resp string) (encoded, error) {
-	if len(resp) == 0 {
-		return encoded{}, ErrEmpty
-	}
-	n := 2 + len(prompt) + len(resp)
-	if n > cfg.MaxLen {
-		return encoded{}, fmt.Errorf("%w: %d tokens > %d", ErrTooLong, n, cfg.MaxLen)
-	}
-	e := encoded{tokens: make([]int32, 0, n), respN: len(resp)}
-	e.tokens = append(e.tokens, BOS)
-	for _, c := range []byte(prompt) {
-		e.tokens = append(e.tokens, int32(c))
-	}
-	e.tokens = append(e.tokens, SEP)
-	start := len(e.tokens) - 1 // position whose next token is the first response token
-	for _, c := range []byte(resp) {
-		e.tokens = append(e.tokens, int32(c))
-	}
-	e.mask = make([]float32, n)
-	for i := start; i < n-1; i++ {
-		e.mask[i] = 1
-	}
-	return e, nil
-}
-
-// BackendConfig is the GoMLX pure-Go backend configuration. Sequential op
-// execution is pinned: with the default parallel scheduler, parallel matmul
-// workers deadlocked on a 2-core machine (observed with compute v0.1.2).
-var BackendConfig = "ops_sequential"
-
-// Engine holds the compiled graphs for one base model on one backend.
+// Engine holds the compiled graphs for one model. Graphs compile on first
+// use per shape. It computes in float32.
 type Engine struct {
-	Cfg     Config
-	backend compute.Backend
-	base    []*tensors.Tensor
-	logp    *Exec // base, lora, tokens, mask -> [N] sequence log-probs
-	step    *Exec // base, lora, tokens, mask, refW, refL, lenDiff -> mean loss, grads..., z
-	perPair *Exec // same with per-pair lora -> per-pair loss, z, per-pair grads...
-	beta    float64
-	alpha   float64
+	M    *model.Model
+	Opts EngineOptions // resolved
+	tmpl []model.LoRAParam
+	ref  *Exec // tokens, gidx, mask, weights -> [2B] base-model sequence log-probs
+	logp *Exec // tokens, gidx, mask, lora..., weights -> [2B] adapted log-probs
+	step *Exec // tokens, gidx, mask, lenDiff, refW, refL, lora..., weights -> mean loss, grads...
 }
 
-// NewEngine compiles nothing yet (graphs compile on first use per shape). It
-// uses the pure-Go GoMLX backend; beta and alpha are the LP-DPO constants.
-func NewEngine(base *Base, beta, alpha float64) (*Engine, error) {
-	if err := base.Cfg.Validate(); err != nil {
-		return nil, err
+// NewEngine validates the options against m's config and prepares the graphs.
+// m.Backend nil means model.DefaultBackend() ($GOMLX_BACKEND, default go:ops_sequential).
+func NewEngine(m *model.Model, o EngineOptions) (*Engine, error) {
+	if m == nil || m.Config == nil || m.Tok == nil {
+		return nil, fmt.Errorf("%w: nil model, config or tokenizer", ErrConfig)
 	}
-	if beta <= 0 || math.IsNaN(beta) || math.IsInf(beta, 0) || math.IsNaN(alpha) || math.IsInf(alpha, 0) {
-		return nil, fmt.Errorf("%w: beta must be finite and > 0 (got %v), alpha finite (got %v)", ErrConfig, beta, alpha)
+	if err := model.CheckWeights(m.Config, m.Weights); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	be, err := gobackend.New(BackendConfig)
+	if o.Beta == 0 {
+		o.Beta = 0.1
+	}
+	if o.MaxLen == 0 {
+		o.MaxLen = min(512, m.Config.MaxPositionEmbeddings)
+	}
+	o.LoRA = o.LoRA.WithDefaults()
+	if o.Beta < 0 || math.IsNaN(o.Beta) || math.IsInf(o.Beta, 0) || math.IsNaN(o.Alpha) || math.IsInf(o.Alpha, 0) {
+		return nil, fmt.Errorf("%w: beta must be finite and > 0 (got %v), alpha finite (got %v)", ErrConfig, o.Beta, o.Alpha)
+	}
+	if o.MaxLen < 4 || o.MaxLen > m.Config.MaxPositionEmbeddings {
+		return nil, fmt.Errorf("%w: max_len %d outside [4, %d]", ErrConfig, o.MaxLen, m.Config.MaxPositionEmbeddings)
+	}
+	if o.LoRA.Rank < 1 || o.LoRA.Alpha <= 0 || math.IsNaN(o.LoRA.Alpha) {
+		return nil, fmt.Errorf("%w: LoRA rank %d and alpha %v must be positive", ErrConfig, o.LoRA.Rank, o.LoRA.Alpha)
+	}
+	tmpl, err := model.LoRAParams(m.Config, o.LoRA)
 	if err != nil {
-		return nil, fmt.Errorf("go backend: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	e := &Engine{Cfg: base.Cfg, backend: be, beta: beta, alpha: alpha}
-	for _, t := range base.tensors() {
-		e.base = append(e.base, tensors.FromFlatDataAndDimensions(t.Data, t.Dims...))
+	if m.Backend == nil {
+		if m.Backend, err = model.DefaultBackend(); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
-	cfg := base.Cfg
-	nb, nl := numBaseInputs(cfg), numLoRAInputs(cfg)
-	if e.logp, err = NewExec(be, func(in []*Node) []*Node {
-		b, rest := unpackBase(cfg, in)
-		return []*Node{seqLogProb(cfg, b, rest[:nl], false, rest[nl], rest[nl+1])}
+	e := &Engine{M: m, Opts: o, tmpl: tmpl}
+	cfg, np := m.Config, len(tmpl)
+	if e.ref, err = NewExec(m.Backend, func(in []*Node) []*Node {
+		return []*Node{dpo.SeqLogProbs(cfg, model.BindWeights(cfg, in[3:]), nil, in[0], in[1], in[2])}
 	}); err != nil {
-		return nil, fmt.Errorf("logp graph: %w", err)
+		return nil, fmt.Errorf("train: reference graph: %w", err)
 	}
-	dpo := func(in []*Node, perExample bool) []*Node {
-		b, rest := unpackBase(cfg, in[:nb])
-		_ = rest
-		lora := in[nb : nb+nl]
-		tokens, mask, refW, refL, lenDiff := in[nb+nl], in[nb+nl+1], in[nb+nl+2], in[nb+nl+3], in[nb+nl+4]
-		used := lora
-		if perExample { // one adapter copy per pair, shared by its chosen and rejected rows
-			used = make([]*Node, nl)
-			for i, p := range lora {
-				used[i] = Concatenate([]*Node{p, p}, 0)
-			}
-		}
-		loss, z := dpoLoss(seqLogProb(cfg, b, used, perExample, tokens, mask), refW, refL, lenDiff, e.beta, e.alpha)
-		if perExample {
-			grads := Gradient(ReduceAllSum(loss), lora...)
-			return append([]*Node{loss, z}, grads...)
-		}
-		mean := ReduceAllMean(loss)
-		grads := Gradient(mean, lora...)
-		return append(append([]*Node{mean}, grads...), z)
+	if e.logp, err = NewExec(m.Backend, func(in []*Node) []*Node {
+		return []*Node{dpo.SeqLogProbs(cfg, model.BindWeights(cfg, in[3+np:]), e.loraNodes(in[3:3+np]), in[0], in[1], in[2])}
+	}); err != nil {
+		return nil, fmt.Errorf("train: log-prob graph: %w", err)
 	}
-	if e.step, err = NewExec(be, func(in []*Node) []*Node { return dpo(in, false) }); err != nil {
-		return nil, fmt.Errorf("dpo step graph: %w", err)
-	}
-	if e.perPair, err = NewExec(be, func(in []*Node) []*Node { return dpo(in, true) }); err != nil {
-		return nil, fmt.Errorf("per-pair graph: %w", err)
+	if e.step, err = NewExec(m.Backend, e.stepGraph); err != nil {
+		return nil, fmt.Errorf("train: step graph: %w", err)
 	}
 	return e, nil
 }
 
-// batch is a padded block of encoded sequences.
-type batch struct {
-	tokens *tensors.Tensor
-	mask   *tensors.Tensor
-}
-
-func padLen(seqs []encoded) int {
-	t := 0
-	for _, s := range seqs {
-		t = max(t, len(s.tokens))
-	}
-	return (t + 7) / 8 * 8 // few distinct shapes, so few compilations
-}
-
-func makeBatch(seqs []encoded, maxLen int) batch {
-	t := min(padLen(seqs), maxLen)
-	tok := make([]int32, len(seqs)*t)
-	msk := make([]float32, len(seqs)*t)
-	for i, s := range seqs {
-		copy(tok[i*t:], s.tokens)
-		copy(msk[i*t:], s.mask)
-	}
-	return batch{tensors.FromFlatDataAndDimensions(tok, len(seqs), t), tensors.FromFlatDataAndDimensions(msk, len(seqs), t)}
-}
-
-func loraTensors(lo *LoRA) []*tensors.Tensor {
-	out := make([]*tensors.Tensor, len(lo.Params))
-	for i, p := range lo.Params {
-		out[i] = tensors.FromFlatDataAndDimensions(p.Data, p.Dims...)
-	}
-	return out
-}
-
-func args(parts ...any) []any {
-	var out []any
-	for _, p := range parts {
-		switch v := p.(type) {
-		case []*tensors.Tensor:
-			for _, t := range v {
-				out = append(out, t)
-			}
-		case []any:
-			out = append(out, v...)
-		default:
-			out = append(out, v)
+// loraNodes binds unbatched adapter inputs (LoRAParams order) as one group
+// shared by every sequence of the batch.
+func (e *Engine) loraNodes(params []*Node) *model.LoRANodes {
+	l := &model.LoRANodes{Scale: e.Opts.LoRA.Scale(), A: map[string]*Node{}, B: map[string]*Node{}}
+	for i, p := range e.tmpl {
+		n := InsertAxes(params[i], 0) // [1, ...]: group axis of size 1
+		if p.IsA {
+			l.A[p.Base] = n
+		} else {
+			l.B[p.Base] = n
 		}
 	}
-	return out
+	return l
 }
 
-func finalize(ts []*tensors.Tensor) {
-	for _, t := range ts {
-		_ = t.FinalizeAll()
+// stepGraph is the mean LP-DPO loss of a batch and its gradient with respect
+// to the adapters, with the reference log-probs given as inputs (computed once
+// per dataset): one policy forward and one backward per step.
+func (e *Engine) stepGraph(in []*Node) []*Node {
+	cfg, np := e.M.Config, len(e.tmpl)
+	tokens, gidx, mask, lenDiff, refW, refL := in[0], in[1], in[2], in[3], in[4], in[5]
+	params := in[6 : 6+np]
+	b := lenDiff.Shape().Dimensions[0]
+	pol := dpo.SeqLogProbs(cfg, model.BindWeights(cfg, in[6+np:]), e.loraNodes(params), tokens, gidx, mask)
+	polW, polL := SliceAxis(pol, 0, AxisRange(0, b)), SliceAxis(pol, 0, AxisRange(b, 2*b))
+	loss, _ := dpo.Objective(polW, polL, refW, refL, lenDiff, e.Opts.Beta, e.Opts.Alpha)
+	// Padding pairs (zero mask) have z = 0 and a constant loss log 2 with no
+	// gradient; the batch always holds real pairs only (see Train), so the
+	// mean is over real pairs.
+	mean := ReduceAllMean(loss)
+	return append([]*Node{mean}, Gradient(mean, params...)...)
+}
+
+// exec runs a compiled graph, turning a GoMLX panic (bad shapes, backend
+// failure) into an error so bad input never crashes a caller.
+func exec(x *Exec, args []any) (outs []*tensors.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("graph execution panicked: %v", r)
+		}
+	}()
+	return x.Exec(args...)
+}
+
+func (e *Engine) weights() ([]any, error) {
+	ws, err := e.M.DeviceWeights(dtypes.Float32)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
-}
-
-// SeqLogProbs returns log π(response|prompt) for each (prompt, response)
-// under base+lora, computed in chunks of chunk sequences.
-func (e *Engine) seqLogProbs(lo *LoRA, seqs []encoded, chunk int) ([]float64, error) {
-	out := make([]float64, 0, len(seqs))
-	lt := loraTensors(lo)
-	for i := 0; i < len(seqs); i += chunk {
-		bt := makeBatch(seqs[i:min(i+chunk, len(seqs))], e.Cfg.MaxLen)
-		res, err := e.logp.Exec(args(e.base, lt, bt.tokens, bt.mask)...)
-		if err != nil {
-			return nil, fmt.Errorf("logp batch at %d: %w", i, err)
-		}
-		for _, v := range tensors.MustCopyFlatData[float32](res[0]) {
-			out = append(out, float64(v))
-		}
-		finalize(res)
+	out := make([]any, len(ws))
+	for i, w := range ws {
+		out[i] = w
 	}
 	return out, nil
+}
+
+func f32s(t *tensors.Tensor) []float32 {
+	defer t.FinalizeAll()
+	return tensors.MustCopyFlatData[float32](t)
 }

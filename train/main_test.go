@@ -71,7 +71,7 @@ func TestReadPairsParquetAndMain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ts) != 4*TinyConfig().Layers || meta["congrad.lora_rank"] == "" {
+	if len(ts) != 2*2*model.TinyConfig().NumHiddenLayers || meta["congrad.lora_rank"] != "8" || meta["congrad.model"] != "tiny:seed=0" {
 		t.Errorf("adapters file: %d tensors, meta %v", len(ts), meta)
 	}
 }
@@ -93,5 +93,47 @@ func TestReadPairsParquetBadColumns(t *testing.T) {
 	}
 	if err := Main(context.Background(), []string{"--pairs", missing}, &bytes.Buffer{}); err == nil {
 		t.Error("Main without --out: want an error")
+	}
+}
+
+// Any gpu/model config trains, not only the tiny model: a small Gemma-2
+// checkpoint directory (sliding window, soft-capping, GeGLU) loaded by HF names.
+func TestMainTrainsCheckpointDirectory(t *testing.T) {
+	dir := t.TempDir()
+	window, capA, capF := 4, 50.0, 30.0
+	cfg, err := model.NewConfig(model.Config{ModelType: "gemma2", VocabSize: 259, HiddenSize: 16, IntermediateSize: 32,
+		NumHiddenLayers: 2, NumAttentionHeads: 2, NumKeyValueHeads: 1, HeadDim: 8, MaxPositionEmbeddings: 32,
+		SlidingWindow: &window, AttnLogitSoftcapping: &capA, FinalLogitSoftcapping: &capF,
+		BOSTokenID: model.IDList{model.ByteBOS}, EOSTokenID: model.IDList{model.ByteEOS}, PadTokenID: model.IDList{model.BytePAD}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, "ckpt")
+	m := &model.Model{Ref: "gemma2-test", Config: cfg, Tok: model.ByteTokenizer{}, Weights: model.InitWeights(cfg, 3)}
+	if err := m.Save(ckpt); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "kept.parquet")
+	var rows [][]string
+	for _, p := range testPairs(8, 5) {
+		rows = append(rows, []string{p.Prompt, p.Chosen, p.Rejected})
+	}
+	writePairs(t, in, []string{"prompt", "chosen", "rejected"}, rows)
+	out := filepath.Join(dir, "lora.safetensors")
+	var log bytes.Buffer
+	args := []string{"--pairs", in, "--out", out, "--model", ckpt, "--steps", "2", "--batch", "4", "--targets", "q_proj,v_proj,o_proj", "--rank", "2"}
+	if err := Main(context.Background(), args, &log); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	ts, _, err := model.ReadSafetensors(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := ts["model.layers.1.self_attn.o_proj.lora_B.weight"]
+	if len(ts) != 2*3*2 || !ok || len(b.Dims) != 2 || b.Dims[0] != 16 || b.Dims[1] != 2 {
+		t.Errorf("adapters: %d tensors, o_proj B %v", len(ts), b)
+	}
+	if err := Main(context.Background(), append(args, "--base-seed", "3"), &bytes.Buffer{}); err == nil {
+		t.Error("--base-seed with a checkpoint: want an error")
 	}
 }

@@ -6,18 +6,21 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/congrad-beam/congrad/gpu/dpo"
 )
 
-// Dataset is a set of pairs tokenised for one engine, with reference
-// log-probabilities from the base model (LoRA B = 0).
+// Dataset is a set of pairs tokenised for one engine (gpu/dpo's sequence
+// format), with reference log-probabilities from the base model.
 type Dataset struct {
 	Pairs    []Pair
-	chosen   []encoded
-	rejected []encoded
+	enc      []dpo.Encoded
 	RefW     []float64 // log π_ref(chosen|prompt)
 	RefL     []float64 // log π_ref(rejected|prompt)
 	Rejected []RejectedPair
+	padT     int // padded length that fits every pair
 }
 
 // RejectedPair is a pair that could not be used, with the reason.
@@ -26,72 +29,122 @@ type RejectedPair struct {
 	Reason string
 }
 
+// refChunk is the number of pairs per reference/log-prob graph call.
+const refChunk = 128
+
 // NewDataset tokenises pairs and computes the reference log-probs. Pairs that
-// are too long or have an empty response are listed in Rejected, not dropped silently.
+// are too long, have an empty response or a token outside the vocabulary are
+// listed in Rejected, not dropped silently.
 func (e *Engine) NewDataset(pairs []Pair) (*Dataset, error) {
 	ds := &Dataset{}
 	for _, p := range pairs {
-		w, err := encode(e.Cfg, p.Prompt, p.Chosen)
+		enc, err := dpo.Encode(e.M, dpo.Input{PairID: p.ID, Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, e.Opts.MaxLen, dpo.TruncateReject)
 		if err != nil {
-			ds.Rejected = append(ds.Rejected, RejectedPair{p.ID, "chosen: " + err.Error()})
-			continue
-		}
-		l, err := encode(e.Cfg, p.Prompt, p.Rejected)
-		if err != nil {
-			ds.Rejected = append(ds.Rejected, RejectedPair{p.ID, "rejected: " + err.Error()})
+			ds.Rejected = append(ds.Rejected, RejectedPair{p.ID, err.Error()})
 			continue
 		}
 		ds.Pairs = append(ds.Pairs, p)
-		ds.chosen = append(ds.chosen, w)
-		ds.rejected = append(ds.rejected, l)
+		ds.enc = append(ds.enc, enc)
 	}
-	ref := NewLoRA(e.Cfg, 0) // B = 0: the adapted model equals the base
+	ds.setPad(e.Opts.MaxLen)
 	var err error
-	if ds.RefW, err = e.seqLogProbs(ref, ds.chosen, 256); err != nil {
-		return nil, fmt.Errorf("reference log-probs (chosen): %w", err)
-	}
-	if ds.RefL, err = e.seqLogProbs(ref, ds.rejected, 256); err != nil {
-		return nil, fmt.Errorf("reference log-probs (rejected): %w", err)
+	if ds.RefW, ds.RefL, err = e.seqLogProbs(ds, nil); err != nil {
+		return nil, fmt.Errorf("train: reference log-probs: %w", err)
 	}
 	return ds, nil
+}
+
+func (ds *Dataset) setPad(maxLen int) {
+	longest := 1
+	for _, x := range ds.enc {
+		longest = max(longest, x.Len())
+	}
+	ds.padT = dpo.PadLen(longest, maxLen)
 }
 
 // Len is the number of usable pairs.
 func (ds *Dataset) Len() int { return len(ds.Pairs) }
 
-// Subset returns the dataset restricted to the given indices (shares storage).
+// Subset returns the dataset restricted to the given indices.
 func (ds *Dataset) Subset(idx []int) *Dataset {
-	out := &Dataset{}
+	out := &Dataset{padT: ds.padT}
 	for _, i := range idx {
 		out.Pairs = append(out.Pairs, ds.Pairs[i])
-		out.chosen = append(out.chosen, ds.chosen[i])
-		out.rejected = append(out.rejected, ds.rejected[i])
+		out.enc = append(out.enc, ds.enc[i])
 		out.RefW = append(out.RefW, ds.RefW[i])
 		out.RefL = append(out.RefL, ds.RefL[i])
 	}
 	return out
 }
 
-// pairInputs builds the DPO graph inputs for the pairs idx.
-func (e *Engine) pairInputs(ds *Dataset, idx []int) []any {
-	seqs := make([]encoded, 0, 2*len(idx))
-	refW := make([]float32, len(idx))
-	refL := make([]float32, len(idx))
-	lenDiff := make([]float32, len(idx))
-	for _, i := range idx {
-		seqs = append(seqs, ds.chosen[i])
+// seqLogProbs returns log π(chosen|prompt) and log π(rejected|prompt) of
+// every pair under the base model (lo nil) or base+lo.
+func (e *Engine) seqLogProbs(ds *Dataset, lo *LoRA) (chosen, rejected []float64, err error) {
+	ws, err := e.weights()
+	if err != nil {
+		return nil, nil, err
 	}
-	for j, i := range idx {
-		seqs = append(seqs, ds.rejected[i])
-		refW[j], refL[j] = float32(ds.RefW[i]), float32(ds.RefL[i])
-		lenDiff[j] = float32(ds.chosen[i].respN - ds.rejected[i].respN)
+	pad := e.M.Tok.PAD()
+	for s := 0; s < ds.Len(); s += refChunk {
+		part := ds.enc[s:min(s+refChunk, ds.Len())]
+		bt := dpo.Pack(pad, part, refChunk, ds.padT, dtypes.Float32)
+		args := []any{bt.Tokens, bt.Gidx, bt.Mask}
+		x := e.ref
+		if lo != nil {
+			x = e.logp
+			args = append(args, loraTensors(lo)...)
+		}
+		outs, err := exec(x, append(args, ws...))
+		if err != nil {
+			return nil, nil, fmt.Errorf("log-probs of pairs %d..%d: %w", s, s+len(part)-1, err)
+		}
+		lp := f32s(outs[0])
+		for k := range part {
+			chosen = append(chosen, float64(lp[k]))
+			rejected = append(rejected, float64(lp[refChunk+k]))
+		}
 	}
-	bt := makeBatch(seqs, e.Cfg.MaxLen)
-	return []any{bt.tokens, bt.mask, tensors.FromFlatDataAndDimensions(refW, len(idx)),
-		tensors.FromFlatDataAndDimensions(refL, len(idx)), tensors.FromFlatDataAndDimensions(lenDiff, len(idx))}
+	return chosen, rejected, nil
 }
 
-// Options configure a training run. Zero values are replaced by defaults in Run.
+func loraTensors(lo *LoRA) []any {
+	out := make([]any, len(lo.Params))
+	for i, p := range lo.Params {
+		out[i] = tensors.FromFlatDataAndDimensions(p.Value, p.Dims...)
+	}
+	return out
+}
+
+// lossGrad is the mean LP-DPO loss of pairs idx at adapters lo and its
+// gradient (parameter order, flattened row-major).
+func (e *Engine) lossGrad(ds *Dataset, idx []int, lo *LoRA) (float64, [][]float32, error) {
+	part := make([]dpo.Encoded, len(idx))
+	refW := make([]float32, len(idx))
+	refL := make([]float32, len(idx))
+	for k, i := range idx {
+		part[k], refW[k], refL[k] = ds.enc[i], float32(ds.RefW[i]), float32(ds.RefL[i])
+	}
+	bt := dpo.Pack(e.M.Tok.PAD(), part, len(idx), ds.padT, dtypes.Float32)
+	ws, err := e.weights()
+	if err != nil {
+		return 0, nil, err
+	}
+	args := []any{bt.Tokens, bt.Gidx, bt.Mask, bt.LenDiff,
+		tensors.FromFlatDataAndDimensions(refW, len(idx)), tensors.FromFlatDataAndDimensions(refL, len(idx))}
+	args = append(append(args, loraTensors(lo)...), ws...)
+	outs, err := exec(e.step, args)
+	if err != nil {
+		return 0, nil, err
+	}
+	loss := float64(f32s(outs[0])[0])
+	grads := make([][]float32, len(lo.Params))
+	for i := range grads {
+		grads[i] = f32s(outs[1+i])
+	}
+	return loss, grads, nil
+}
+
+// Options configure a training run. Zero values are replaced by defaults in Train.
 type Options struct {
 	LR        float64 // Adam learning rate (default 1e-3)
 	BatchSize int     // pairs per step (default 32; capped at the dataset size)
@@ -111,8 +164,8 @@ func (o Options) withDefaults(n int) (Options, error) {
 	if o.Epochs == 0 {
 		o.Epochs = 1
 	}
-	if o.LR < 0 || math.IsNaN(o.LR) || o.BatchSize < 0 || o.Steps < 0 || o.Epochs < 0 {
-		return o, fmt.Errorf("%w: LR, BatchSize, Steps, Epochs must be >= 0: %+v", ErrConfig, o)
+	if o.LR < 0 || math.IsNaN(o.LR) || math.IsInf(o.LR, 0) || o.BatchSize < 0 || o.Steps < 0 || o.Epochs < 0 {
+		return o, fmt.Errorf("%w: LR, BatchSize, Steps, Epochs must be >= 0 and finite: %+v", ErrConfig, o)
 	}
 	if n == 0 {
 		return o, fmt.Errorf("%w: no pairs to train on", ErrConfig)
@@ -138,7 +191,10 @@ func (e *Engine) Train(ctx context.Context, ds *Dataset, opts Options) (*Result,
 	if err != nil {
 		return nil, err
 	}
-	lo := NewLoRA(e.Cfg, opts.Seed)
+	lo, err := e.NewLoRA(opts.Seed)
+	if err != nil {
+		return nil, err
+	}
 	adam := newAdam(lo, opts.LR)
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x62617463)) // "batc"
 	perm := rng.Perm(ds.Len())
@@ -156,20 +212,13 @@ func (e *Engine) Train(ctx context.Context, ds *Dataset, opts Options) (*Result,
 			idx[j] = perm[cursor]
 			cursor++
 		}
-		out, err := e.step.Exec(args(e.base, loraTensors(lo), e.pairInputs(ds, idx))...)
+		loss, grads, err := e.lossGrad(ds, idx, lo)
 		if err != nil {
 			return nil, fmt.Errorf("train step %d: %w", step, err)
 		}
-		loss := float64(tensors.MustCopyFlatData[float32](out[0])[0])
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			finalize(out)
 			return nil, fmt.Errorf("train step %d: non-finite loss %v", step, loss)
 		}
-		grads := make([][]float32, len(lo.Params))
-		for i := range lo.Params {
-			grads[i] = tensors.MustCopyFlatData[float32](out[1+i])
-		}
-		finalize(out)
 		adam.update(lo, grads)
 		res.Losses = append(res.Losses, loss)
 		if opts.Progress != nil {
@@ -189,8 +238,8 @@ type adam struct {
 func newAdam(lo *LoRA, lr float64) *adam {
 	a := &adam{lr: lr, b1: 0.9, b2: 0.999, eps: 1e-8}
 	for _, p := range lo.Params {
-		a.m = append(a.m, make([]float32, len(p.Data)))
-		a.v = append(a.v, make([]float32, len(p.Data)))
+		a.m = append(a.m, make([]float32, len(p.Value)))
+		a.v = append(a.v, make([]float32, len(p.Value)))
 	}
 	return a
 }
@@ -201,11 +250,11 @@ func (a *adam) update(lo *LoRA, grads [][]float32) {
 	c2 := 1 - math.Pow(a.b2, float64(a.t))
 	for i, p := range lo.Params {
 		m, v, g := a.m[i], a.v[i], grads[i]
-		for j := range p.Data {
+		for j := range p.Value {
 			gj := float64(g[j])
 			m[j] = float32(a.b1*float64(m[j]) + (1-a.b1)*gj)
 			v[j] = float32(a.b2*float64(v[j]) + (1-a.b2)*gj*gj)
-			p.Data[j] -= float32(a.lr * (float64(m[j]) / c1) / (math.Sqrt(float64(v[j])/c2) + a.eps))
+			p.Value[j] -= float32(a.lr * (float64(m[j]) / c1) / (math.Sqrt(float64(v[j])/c2) + a.eps))
 		}
 	}
 }
@@ -213,17 +262,13 @@ func (a *adam) update(lo *LoRA, grads [][]float32) {
 // Rewards returns the implicit rewards β(log πθ − log π_ref) of the chosen and
 // rejected response of every pair of ds under adapters lo.
 func (e *Engine) Rewards(ds *Dataset, lo *LoRA) (chosen, rejected []float64, err error) {
-	lw, err := e.seqLogProbs(lo, ds.chosen, 256)
+	lw, ll, err := e.seqLogProbs(ds, lo)
 	if err != nil {
-		return nil, nil, err
-	}
-	ll, err := e.seqLogProbs(lo, ds.rejected, 256)
-	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("train: rewards: %w", err)
 	}
 	for i := range lw {
-		chosen = append(chosen, e.beta*(lw[i]-ds.RefW[i]))
-		rejected = append(rejected, e.beta*(ll[i]-ds.RefL[i]))
+		chosen = append(chosen, e.Opts.Beta*(lw[i]-ds.RefW[i]))
+		rejected = append(rejected, e.Opts.Beta*(ll[i]-ds.RefL[i]))
 	}
 	return chosen, rejected, nil
 }
@@ -234,62 +279,44 @@ type PairGradients struct {
 	Names []string
 	Sizes []int
 	Grads [][]float32 // [pair][param]
-	Loss  []float64
-	Z     []float64
 }
 
 // PerPairGradients computes exact per-pair gradients at adapters lo (nil:
-// fresh adapters with seed 0) in one backward pass per chunk of pairs: the
-// adapters carry a leading pair axis, so each pair differentiates its own copy.
+// fresh adapters with seed 0) with gpu/dpo's extractor, the code the pipeline
+// filters with: one backward pass per chunk of pairs.
 func (e *Engine) PerPairGradients(ctx context.Context, ds *Dataset, lo *LoRA, chunk int) (*PairGradients, error) {
+	var err error
 	if lo == nil {
-		lo = NewLoRA(e.Cfg, 0)
+		if lo, err = e.NewLoRA(0); err != nil {
+			return nil, err
+		}
 	}
 	if chunk <= 0 {
 		chunk = 64
 	}
-	pg := &PairGradients{Names: lo.Names}
-	for _, p := range lo.Params {
-		pg.Sizes = append(pg.Sizes, len(p.Data))
+	x, err := dpo.NewExtractor(e.M, dpo.Options{Beta: e.Opts.Beta, Alpha: e.Opts.Alpha, LoRA: e.Opts.LoRA,
+		MaxLen: e.Opts.MaxLen, Batch: chunk, Truncate: dpo.TruncateReject, Adapters: lo.Values()})
+	if err != nil {
+		return nil, fmt.Errorf("train: per-pair gradients: %w", err)
 	}
-	total := lo.NumParams()
-	for start := 0; start < ds.Len(); start += chunk {
+	pg := &PairGradients{Names: lo.Names()}
+	for _, p := range lo.Params {
+		pg.Sizes = append(pg.Sizes, len(p.Value))
+	}
+	in := make([]dpo.Input, ds.Len())
+	for i, p := range ds.Pairs {
+		in[i] = dpo.Input{PairID: p.ID, Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
+	}
+	// Several device batches per call, with a cancellation check in between.
+	for s := 0; s < len(in); s += 4 * chunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		idx := make([]int, 0, chunk)
-		for i := start; i < min(start+chunk, ds.Len()); i++ {
-			idx = append(idx, i)
-		}
-		n := len(idx)
-		rep := make([]*tensors.Tensor, len(lo.Params))
-		for i, p := range lo.Params {
-			data := make([]float32, 0, n*len(p.Data))
-			for range n {
-				data = append(data, p.Data...)
-			}
-			rep[i] = tensors.FromFlatDataAndDimensions(data, append([]int{n}, p.Dims...)...)
-		}
-		out, err := e.perPair.Exec(args(e.base, rep, e.pairInputs(ds, idx))...)
+		g, _, err := x.ExactGradients(in[s:min(s+4*chunk, len(in))])
 		if err != nil {
-			return nil, fmt.Errorf("per-pair gradients at pair %d: %w", start, err)
+			return nil, fmt.Errorf("train: per-pair gradients at pair %d: %w", s, err)
 		}
-		loss := tensors.MustCopyFlatData[float32](out[0])
-		z := tensors.MustCopyFlatData[float32](out[1])
-		flat := make([][]float32, len(lo.Params))
-		for i := range lo.Params {
-			flat[i] = tensors.MustCopyFlatData[float32](out[2+i])
-		}
-		finalize(out)
-		for j := range n {
-			g := make([]float32, 0, total)
-			for i, sz := range pg.Sizes {
-				g = append(g, flat[i][j*sz:(j+1)*sz]...)
-			}
-			pg.Grads = append(pg.Grads, g)
-			pg.Loss = append(pg.Loss, float64(loss[j]))
-			pg.Z = append(pg.Z, float64(z[j]))
-		}
+		pg.Grads = append(pg.Grads, g...)
 	}
 	return pg, nil
 }
