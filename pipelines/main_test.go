@@ -129,10 +129,16 @@ func writeLake(t testing.TB, dir string, pairs []schemas.Pair, sks []schemas.Ske
 	}
 }
 
-func selectConfig(dir string, rule keep.Rule) Config {
+// selectConfig: variant is a keep rule, or "ema" (positive rule over the
+// EMA aggregate).
+func selectConfig(dir string, variant string) Config {
+	rule, agg := keep.Rule(variant), "mean"
+	if variant == "ema" {
+		rule, agg = keep.Positive, "ema"
+	}
 	return Config{Out: dir, Shards: 3, Gradients: gradients.Options{Spec: testSpec()},
-		Select:  SelectOptions{Spec: testSpec(), Seed: 7, Keep: keep.Options{Rule: rule, Rho: 0.5}},
-		Options: map[string]string{"keep": string(rule)}}
+		Select:  SelectOptions{Spec: testSpec(), Seed: 7, Aggregate: agg, Keep: keep.Options{Rule: rule, Rho: 0.5}},
+		Options: map[string]string{"variant": variant}}
 }
 
 // runSelect runs the select pipeline and returns its Beam counters summed
@@ -211,8 +217,8 @@ func readReport(t testing.TB, dir string) reportTotals {
 
 func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 	pairs, sks, bad := synthLake(t, 40)
-	for _, rule := range []keep.Rule{keep.Positive, keep.Top, keep.GlobalTop} {
-		t.Run(string(rule), func(t *testing.T) {
+	for _, rule := range []string{"positive", "top", "global-top", "ema"} {
+		t.Run(rule, func(t *testing.T) {
 			a, b := t.TempDir(), t.TempDir()
 			writeLake(t, a, pairs, sks)
 			writeLake(t, b, pairs, sks)
@@ -266,7 +272,7 @@ func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 			prefix := fmt.Sprintf("gs://%s/%s", gcsBucket, rule)
 			writeLake(t, prefix, pairs, sks)
 			runSelect(t, selectConfig(prefix, rule))
-			objs, _, err := gcs.ListObjectsWithOptions(gcsBucket, fakestorage.ListOptions{Prefix: string(rule) + "/"})
+			objs, _, err := gcs.ListObjectsWithOptions(gcsBucket, fakestorage.ListOptions{Prefix: rule + "/"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +282,7 @@ func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got[strings.TrimPrefix(o.Name, string(rule)+"/")] = obj.Content
+				got[strings.TrimPrefix(o.Name, rule+"/")] = obj.Content
 			}
 			var names []string
 			for name := range oa {
