@@ -94,7 +94,7 @@ func ScoresSVG(r *Report) []byte {
 	rows := (n + cols - 1) / cols
 	pw, ph := 260, 150
 	w, h := cols*pw+20, rows*ph+60
-	svgOpen(&b, w, h, fmt.Sprintf("Scores cos(s_i, g*) per language, rule %s (red: threshold)", r.Rule))
+	svgOpen(&b, w, h, fmt.Sprintf("Scores cos(s_i, g*) per language, rule %s (green: kept side, red: threshold)", r.Rule))
 	for idx, l := range r.Languages {
 		ox, oy := 10+(idx%cols)*pw, 40+(idx/cols)*ph
 		x0, y0, iw, ih := ox+30, oy+22, pw-45, ph-52
@@ -102,8 +102,12 @@ func ScoresSVG(r *Report) []byte {
 		for _, c := range l.Histogram {
 			peak = max(peak, c)
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text><text x="%d" y="%d" fill="#555">n=%d kept=%d</text>`+"\n",
-			x0, oy+14, html.EscapeString(l.Lang), x0+40, oy+14, l.Pairs, l.Kept)
+		thr := "none"
+		if !math.IsNaN(l.Cutoff) && !math.IsInf(l.Cutoff, 0) {
+			thr = fmt.Sprintf("%.3f", l.Cutoff)
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text><text x="%d" y="%d" fill="#555">n=%d kept=%d <tspan fill="#d62728">threshold %s</tspan></text>`+"\n",
+			x0, oy+14, html.EscapeString(l.Lang), x0+30, oy+14, l.Pairs, l.Kept, thr)
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#f7f7f7" stroke="#bbbbbb"/>`+"\n", x0, y0, iw, ih)
 		bw := float64(iw) / float64(max(len(l.Histogram), 1))
 		for i, c := range l.Histogram {
@@ -127,7 +131,6 @@ func ScoresSVG(r *Report) []byte {
 		if !math.IsNaN(l.Cutoff) && !math.IsInf(l.Cutoff, 0) {
 			x := float64(x0) + (math.Max(-1, math.Min(1, l.Cutoff))+1)/2*float64(iw)
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#d62728" stroke-width="2"/>`+"\n", x, y0-2, x, y0+ih)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="10" fill="#d62728">%.3f</text>`+"\n", x+3, y0+10, l.Cutoff)
 		}
 	}
 	b.WriteString("</svg>\n")
