@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -235,12 +236,46 @@ func list(ctx context.Context, glob string) ([]string, error) {
 		return nil, err
 	}
 	defer fs.Close()
-	files, err := fs.List(ctx, glob)
+	broad, narrow := listingGlob(glob)
+	files, err := fs.List(ctx, broad)
 	if err != nil {
 		return nil, fmt.Errorf("lakeio: list %s: %w", glob, err)
 	}
+	if narrow {
+		kept := files[:0]
+		for _, f := range files {
+			if ok, _ := path.Match(glob, f); ok {
+				kept = append(kept, f)
+			}
+		}
+		files = kept
+	}
 	sort.Strings(files)
 	return files, nil
+}
+
+// listingGlob works around Beam's GCS List (v2.77), which lists objects by
+// the pattern's text up to the first '*' and so finds nothing when a '?' or
+// '[' comes before it (ShardGlob's "-?????-of-?????"). For such a gs://
+// pattern it returns a broader glob ending in "**" at the first wildcard and
+// narrow=true: the caller then keeps the names that match the original
+// pattern (path.Match: '*' and '?' do not cross '/', as in Beam's own
+// translation). Other patterns are returned unchanged.
+func listingGlob(glob string) (broad string, narrow bool) {
+	if !strings.HasPrefix(glob, "gs://") || strings.Contains(glob, "**") {
+		return glob, false
+	}
+	i := strings.IndexAny(glob, "?[")
+	if i < 0 {
+		return glob, false
+	}
+	if star := strings.IndexByte(glob, '*'); star >= 0 && star < i {
+		return glob, false
+	}
+	if _, err := path.Match(glob, ""); err != nil {
+		return glob, false // malformed: let the filesystem report it
+	}
+	return glob[:i] + "**", true
 }
 
 func size(ctx context.Context, p string) (int64, error) {
