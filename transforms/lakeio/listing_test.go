@@ -9,9 +9,9 @@ func TestListingGlob(t *testing.T) {
 	}{
 		{"gs://b/run/kept-?????-of-?????.parquet", "gs://b/run/kept-**", true},
 		{"gs://b/run/kept-[0-9]*.parquet", "gs://b/run/kept-**", true},
-		{"gs://b/run/kept-*.parquet", "gs://b/run/kept-*.parquet", false},   // '*' first: Beam lists it
+		{"gs://b/run/kept-*.parquet", "gs://b/run/kept-*.parquet", false},     // '*' first: Beam lists it
 		{"gs://b/run/k*-?????.parquet", "gs://b/run/k*-?????.parquet", false}, // '*' before '?'
-		{"gs://b/**/x?.parquet", "gs://b/**/x?.parquet", false},              // '**' is Beam's own
+		{"gs://b/**/x?.parquet", "gs://b/**/x?.parquet", false},               // '**' is Beam's own
 		{"/tmp/run/kept-?????-of-?????.parquet", "/tmp/run/kept-?????-of-?????.parquet", false},
 		{"memfs://run/kept-?????.parquet", "memfs://run/kept-?????.parquet", false},
 		{"gs://b/run/kept-[.parquet", "gs://b/run/kept-[.parquet", false}, // malformed: the filesystem reports it
