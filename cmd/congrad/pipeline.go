@@ -44,10 +44,16 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	if (cmd == "run" || cmd == "generate") && o.backendURL == "" {
-		if ro.Runner == runners.Dataflow || (ro.Runner == runners.Universal && ro.EnvironmentType != "LOOPBACK") {
-			return fmt.Errorf("%w: --runner=%s workers cannot reach an in-process model server: give --backend_url", errUsage, ro.Runner)
+	local := (cmd == "run" || cmd == "generate") && o.backendURL == ""
+	if local && (ro.Runner == runners.Dataflow || (ro.Runner == runners.Universal && ro.EnvironmentType != "LOOPBACK")) {
+		return fmt.Errorf("%w: --runner=%s workers cannot reach an in-process model server: give --backend_url", errUsage, ro.Runner)
+	}
+	if !ro.DryRun {
+		if err := checkInputs(ctx, cmd, cfg); err != nil {
+			return err
 		}
+	}
+	if local {
 		url, stop, err := startEngine(ctx, o.generator, o.modelRef, o.prompts, o.generatorCorpus, "127.0.0.1:0")
 		if err != nil {
 			return err

@@ -308,3 +308,10 @@ func rename(ctx context.Context, fs filesystem.Interface, from, to string) error
 	}
 	return rm.Remove(ctx, from)
 }
+
+// Match lists the files glob matches, sorted, on any registered filesystem
+// (with the gs:// listing workaround of list). Callers use it to check their
+// inputs before a pipeline starts.
+func Match(ctx context.Context, glob string) ([]string, error) {
+	return list(ctx, glob)
+}
