@@ -220,8 +220,13 @@ func TestJudgeWithoutScoreIsCountedNotGuessed(t *testing.T) {
 		return true
 	})
 	b := backend(t, fs.URL, nil)
-	p := schemas.Prompt{ID: "p1", Lang: "en", Prompt: "Explain tides."}
+	// The Markov engine answers "Explain tides." with empty text, which is no
+	// longer judged; this prompt gets non-empty candidates, so the judge runs.
+	p := schemas.Prompt{ID: "p1", Lang: "en", Prompt: "How do I make tea?"}
 	res := selfreward.ProcessPrompt(context.Background(), b, p, selfreward.Options{N: 2, J: 2}.WithDefaults())
+	if res.Empty != 0 {
+		t.Fatalf("fixture: %d empty candidates, want none so that every candidate is judged", res.Empty)
+	}
 	if res.Dead || selfreward.ReasonCode(res.Reason) != selfreward.DropTooFewScored {
 		t.Fatalf("want drop too_few_scored, got dead=%v %q", res.Dead, res.Reason)
 	}

@@ -3,6 +3,7 @@ package selfreward
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/congrad-beam/congrad/schemas"
 )
@@ -10,6 +11,7 @@ import (
 // Drop reasons: a prompt that yields no pair leaves with one of these codes
 // as the first word of its reason, so counters and reports can group them.
 const (
+	DropEmpty        = "drop:empty"          // fewer than 2 candidates have a non-empty response
 	DropTooFewScored = "drop:too_few_scored" // fewer than 2 candidates have a score
 	DropAllTie       = "drop:tie"            // every scored candidate has the same score
 	DropMargin       = "drop:margin"         // best-worst margin below min_margin
@@ -33,14 +35,26 @@ func RankScore(c schemas.Candidate, lengthPenalty float64) float64 {
 	return c.MeanScore - lengthPenalty*float64(c.Tokens)/100
 }
 
-// FormPair picks the best and the worst scored candidate of one prompt. Ties
-// go to the lower candidate index, so the result never depends on order of
-// arrival. It returns either a pair or a drop reason ("drop:..." plus detail).
+// IsEmptyResponse reports whether a candidate's text is empty or only
+// whitespace. Such a response teaches nothing as either side of a pair, and
+// the gradient stage (gpu/dpo) refuses a pair with an empty response, so it
+// must never be paired.
+func IsEmptyResponse(text string) bool { return strings.TrimSpace(text) == "" }
+
+// FormPair picks the best and the worst scored candidate of one prompt,
+// ignoring candidates with an empty response (IsEmptyResponse) whatever their
+// scores. Ties go to the lower candidate index, so the result never depends
+// on order of arrival. It returns either a pair or a drop reason ("drop:..."
+// plus detail).
 func FormPair(p schemas.Prompt, cands []schemas.Candidate, o Options) (schemas.Pair, string) {
 	best, worst := -1, -1
 	var bs, ws float64
-	scored := 0
+	scored, empty := 0, 0
 	for i, c := range cands {
+		if IsEmptyResponse(c.Text) {
+			empty++
+			continue
+		}
 		s := RankScore(c, o.LengthPenalty)
 		if math.IsNaN(s) {
 			continue
@@ -55,6 +69,11 @@ func FormPair(p schemas.Prompt, cands []schemas.Candidate, o Options) (schemas.P
 	}
 	min := o.MinMarginFor(p.Lang)
 	switch {
+	case empty > 0 && len(cands)-empty < 2:
+		// Checked before scoring so that the reason names the real cause:
+		// an empty candidate was never a candidate for the pair. Without
+		// empties, too few candidates stays a too_few_scored drop as before.
+		return schemas.Pair{}, fmt.Sprintf("%s: %d of %d candidates have an empty response", DropEmpty, empty, len(cands))
 	case scored < 2:
 		return schemas.Pair{}, fmt.Sprintf("%s: %d of %d candidates scored", DropTooFewScored, scored, len(cands))
 	case bs == ws:

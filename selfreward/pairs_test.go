@@ -38,6 +38,18 @@ func TestFormPair(t *testing.T) {
 		{name: "one scored of three", cands: []schemas.Candidate{cand(0, "a", 1), cand(1, "b", 1, 4), cand(2, "c", 1)}, drop: DropTooFewScored},
 		{name: "unscored candidates are skipped", cands: []schemas.Candidate{cand(0, "a", 1), cand(1, "b", 1, 4), cand(2, "c", 1, 0)}, chosen: "b", rej: "c", margin: 4},
 		{name: "identical texts", cands: []schemas.Candidate{cand(0, "same", 1, 5), cand(1, "same", 1, 1)}, drop: DropIdentical},
+		// Empty responses: never paired, whatever the judge thought of them.
+		{name: "empty worst is skipped", cands: []schemas.Candidate{cand(0, "a", 10, 5), cand(1, "b", 10, 3), cand(2, "", 0, 0)},
+			chosen: "a", rej: "b", margin: 2},
+		{name: "empty best is skipped", cands: []schemas.Candidate{cand(0, "", 0, 5), cand(1, "a", 10, 4), cand(2, "b", 10, 1)},
+			chosen: "a", rej: "b", margin: 3},
+		{name: "whitespace-only counts as empty", cands: []schemas.Candidate{cand(0, "a", 10, 4), cand(1, " \n\t\u00a0", 3, 0), cand(2, "b", 10, 2)},
+			chosen: "a", rej: "b", margin: 2},
+		{name: "unjudged empty candidate is skipped", cands: []schemas.Candidate{cand(0, "a", 10, 4), cand(1, "", 0), cand(2, "b", 10, 2)},
+			chosen: "a", rej: "b", margin: 2},
+		{name: "all but one empty", cands: []schemas.Candidate{cand(0, "", 0, 0), cand(1, "a", 10, 4), cand(2, "  ", 1, 1), cand(3, "\n", 1)}, drop: DropEmpty},
+		{name: "all empty", cands: []schemas.Candidate{cand(0, "", 0, 5), cand(1, " ", 1, 0)}, drop: DropEmpty},
+		{name: "two non-empty but one unscored", cands: []schemas.Candidate{cand(0, "", 0, 0), cand(1, "a", 10, 4), cand(2, "b", 10)}, drop: DropTooFewScored},
 		{name: "length penalty flips the order", cands: []schemas.Candidate{cand(0, "long", 500, 5), cand(1, "short", 10, 4), cand(2, "bad", 10, 1)},
 			opts:   func(o Options) Options { o.LengthPenalty = 1; return o }, // long: 5-5=0, short: 4-0.1=3.9, bad: 1-0.1=0.9
 			chosen: "short", rej: "long", margin: 3.9},

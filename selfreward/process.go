@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -24,6 +25,7 @@ type Result struct {
 	Dead          bool   // invalid input or backend failure
 	Reason        string // drop or dead-letter reason, "" when paired
 	Judgments     int    // judge answers received
+	Empty         int    // candidates with an empty response: not judged, never paired
 	ParseFailures int    // judge answers without a usable score
 }
 
@@ -110,11 +112,18 @@ func ProcessPrompt(ctx context.Context, b Backend, p schemas.Prompt, o Options) 
 	gens = gens[:o.N]
 
 	// Judge all candidates at once; the backend bounds the real concurrency.
+	// Empty responses are not judged: FormPair never pairs them, so their
+	// scores would be J wasted judge calls each. Judge seeds are keyed by the
+	// candidate index, so skipping one leaves every other request unchanged
+	// and the outputs stay deterministic.
 	judged := make([][]Judgment, len(gens))
 	errs := make([]error, len(gens))
 	var wg sync.WaitGroup
 	rubric := o.RubricFor(p.Lang)
 	for i := range gens {
+		if IsEmptyResponse(gens[i].Text) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -135,6 +144,14 @@ func ProcessPrompt(ctx context.Context, b Backend, p schemas.Prompt, o Options) 
 
 	for i, g := range gens {
 		c := schemas.Candidate{PromptID: p.ID, Lang: p.Lang, Index: i, Text: g.Text, Tokens: g.Tokens}
+		if IsEmptyResponse(g.Text) {
+			// Kept for audit with no scores (MeanScore NaN, no parse failures):
+			// the empty text itself says why it was not judged.
+			res.Empty++
+			c.MeanScore = math.NaN()
+			res.Candidates = append(res.Candidates, c)
+			continue
+		}
 		for _, j := range judged[i][:o.J] {
 			res.Judgments++
 			if !j.OK {

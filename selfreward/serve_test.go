@@ -52,7 +52,7 @@ func TestProcessAgainstServeWeightedScores(t *testing.T) {
 		if r.Dead {
 			t.Fatalf("%s/%s dead: %s", r.Prompt.Lang, r.Prompt.ID, r.Reason)
 		}
-		if len(r.Candidates) != o.N || r.Judgments != o.N*o.J {
+		if len(r.Candidates) != o.N || r.Judgments != (o.N-r.Empty)*o.J { // empty candidates are not judged
 			t.Fatalf("%d candidates %d judgments", len(r.Candidates), r.Judgments)
 		}
 		for _, c := range r.Candidates {
@@ -93,12 +93,15 @@ func TestProcessAgainstServeChat(t *testing.T) {
 		if r.Dead {
 			t.Fatalf("dead: %s", r.Reason)
 		}
-		if r.Judgments != o.N*o.J {
+		if r.Judgments != (o.N-r.Empty)*o.J { // empty candidates are not judged
 			t.Fatalf("judgments %d", r.Judgments)
 		}
 		scored := 0
 		for _, c := range r.Candidates {
 			scored += len(c.Scores)
+			if selfreward.IsEmptyResponse(c.Text) {
+				continue
+			}
 			if len(c.Scores)+c.ParseFailures != o.J {
 				t.Fatalf("candidate %d: %d scores + %d failures != J", c.Index, len(c.Scores), c.ParseFailures)
 			}

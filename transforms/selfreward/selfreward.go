@@ -47,10 +47,12 @@ func (o Options) withDefaults() Options {
 //	    PCollection<schemas.Candidate>, PCollection<schemas.DeadLetter>)
 //
 // Every prompt leaves exactly once: as a pair, or as a dead-letter row whose
-// Reason starts with "drop:" (no usable pair: too few scored candidates, all
-// tie, margin below min_margin) or with "invalid:"/"backend:" (bad input,
-// server failure after retries). Candidates of paired and dropped prompts
-// are all emitted, with every judge score, for audit. Intended for the
+// Reason starts with "drop:" (no usable pair: fewer than 2 non-empty
+// candidates, too few scored candidates, all tie, margin below min_margin) or
+// with "invalid:"/"backend:" (bad input, server failure after retries).
+// Candidates of paired and dropped prompts are all emitted, with every judge
+// score, for audit; candidates with an empty response are emitted unjudged
+// and counted as "empty_candidates", and are never paired. Intended for the
 // global window (batch pipelines): batches span elements of one bundle.
 //
 //	pairs, cands, dead := selfreward.Pairs(s, prompts, selfreward.Options{
@@ -189,6 +191,7 @@ func count(ctx context.Context, r sr.Result) {
 	inc("candidates", len(r.Candidates))
 	inc("judgments", r.Judgments)
 	inc("parse_failures", r.ParseFailures)
+	inc("empty_candidates", r.Empty)
 	switch {
 	case r.Paired:
 		inc("pairs", 1)

@@ -103,10 +103,11 @@ func TestPairsMatchesDirectAndAccounts(t *testing.T) {
 	}
 	core := opts.withDefaults().Core
 	var wantPairs, wantDead, allKeys []any
-	wantCands, nPaired, nDropped, nDead := 0, 0, 0, 0
+	wantCands, wantEmpty, nPaired, nDropped, nDead := 0, 0, 0, 0, 0
 	for _, r := range sr.ProcessBatch(context.Background(), b, prompts, core, 4) {
 		allKeys = append(allKeys, promptKey(r.Prompt))
 		wantCands += len(r.Candidates)
+		wantEmpty += r.Empty
 		switch {
 		case r.Paired:
 			nPaired++
@@ -145,7 +146,8 @@ func TestPairsMatchesDirectAndAccounts(t *testing.T) {
 	}
 	if got["prompts"] != int64(len(prompts)) || got["pairs"]+got["dropped"]+got["dead"] != got["prompts"] ||
 		got["pairs"] != int64(nPaired) || got["dead"] != 3 || got["candidates"] != int64(wantCands) ||
-		got["judgments"] != int64(wantCands*core.J) || got["invalid:empty_prompt"] != 1 || got["prompts/en"] != 4 {
+		got["empty_candidates"] != int64(wantEmpty) || // empty candidates are not judged:
+		got["judgments"] != int64((wantCands-wantEmpty)*core.J) || got["invalid:empty_prompt"] != 1 || got["prompts/en"] != 4 {
 		t.Fatalf("counters do not add up: %v", got)
 	}
 	t.Logf("counters: %v", got)
