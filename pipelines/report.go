@@ -13,6 +13,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
 
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/pipelines/progress"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
@@ -158,22 +159,7 @@ func (f *writeReportFn) ProcessElement(ctx context.Context, _ []byte,
 	if consIt(&c) {
 		cons = &c
 	}
-	var st []filter.Stats
-	var x filter.Stats
-	for statsIt(&x) {
-		st = append(st, x)
-	}
-	var counts []report.Count
-	var n report.Count
-	for countIt(&n) {
-		counts = append(counts, n)
-	}
-	var reasons []report.Reason
-	var rs report.Reason
-	for reasonIt(&rs) {
-		reasons = append(reasons, rs)
-	}
-	r := buildReport(f.Rule, f.Options, cons, st, counts, reasons)
+	r := buildReport(f.Rule, f.Options, cons, beamiter.Drain(statsIt), beamiter.Drain(countIt), beamiter.Drain(reasonIt))
 	js, err := r.Marshal()
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/schemas"
 )
 
@@ -104,21 +105,7 @@ func (f *splitFn) ProcessElement(ctx context.Context, id string,
 	pairs func(*schemas.Pair) bool, decs func(*schemas.Decision) bool,
 	fails func(*Failure) bool, refs func(*Refs) bool,
 	kept, dropped func(schemas.Pair), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) {
-	var ps []schemas.Pair
-	var p schemas.Pair
-	for pairs(&p) {
-		ps = append(ps, p)
-	}
-	var ds []schemas.Decision
-	var d schemas.Decision
-	for decs(&d) {
-		ds = append(ds, d)
-	}
-	var fs []Failure
-	var fl Failure
-	for fails(&fl) {
-		fs = append(fs, fl)
-	}
+	ps, ds, fs := beamiter.Drain(pairs), beamiter.Drain(decs), beamiter.Drain(fails)
 	var r Refs
 	hasRefs := refs(&r)
 
@@ -144,7 +131,7 @@ func (f *splitFn) ProcessElement(ctx context.Context, id string,
 		}
 		return
 	}
-	p = ps[0]
+	p := ps[0]
 	switch {
 	case len(fs) > 0:
 		deadPair(p, fs[0].Reason)
