@@ -7,6 +7,9 @@
 //   - accum: mergeable per-language accumulators (exact mean, EMA)
 //   - pcgrad: cross-lingual gradient surgery into a consensus direction
 //   - keep: the keep rules of the conflict filter (positive, top, global-top)
+//   - gate: variants beyond the paper's pair filter (noise-aware per-language
+//     thresholds, leave-own-language-out and anchor language gates with
+//     bootstrap intervals, group scoring); not wired into the pipeline yet
 //
 // The Beam transforms wrap these packages; nothing here imports Beam or GoMLX.
 package congrad
