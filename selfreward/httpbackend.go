@@ -259,6 +259,7 @@ func (b *HTTPBackend) request(ctx context.Context, prompt string, n int, o Sampl
 		if retryAfter > wait {
 			wait = min(retryAfter, b.cfg.MaxRetryAfter)
 		}
+		notifyRetry(RetryEvent{URL: b.url, Retry: attempt + 1, MaxRetries: b.cfg.MaxRetries, Wait: wait, Err: err})
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -267,10 +268,106 @@ func (b *HTTPBackend) request(ctx context.Context, prompt string, n int, o Sampl
 		case <-t.C:
 		}
 	}
+	failedRequests.Add(1)
 	if !retryable(last) {
 		return nil, fmt.Errorf("POST %s: not retryable: %w", b.url, last)
 	}
 	return nil, fmt.Errorf("POST %s: gave up after %d attempts: %w", b.url, attempts, last)
+}
+
+// RetryEvent is one retry of one request: the failure that caused it and
+// how long the backend waits before the next attempt.
+type RetryEvent struct {
+	URL        string
+	Retry      int // 1 for the first retry
+	MaxRetries int
+	Wait       time.Duration
+	Err        error
+}
+
+var (
+	retries        atomic.Int64
+	failedRequests atomic.Int64
+	retryHook      atomic.Pointer[func(RetryEvent)]
+)
+
+// Retries and FailedRequests count, process-wide, the retries made and the
+// requests given up after their last retry, so a CLI can show them in its
+// progress lines (with remote workers they stay in the workers' processes).
+func Retries() int64        { return retries.Load() }
+func FailedRequests() int64 { return failedRequests.Load() }
+
+// OnRetry calls f (from the retrying goroutine; f must be quick and safe
+// for concurrent use) before every retry in this process, e.g. to print a
+// line per burst of retries; nil turns it off. It returns the previous f.
+func OnRetry(f func(RetryEvent)) func(RetryEvent) {
+	var old *func(RetryEvent)
+	if f == nil {
+		old = retryHook.Swap(nil)
+	} else {
+		old = retryHook.Swap(&f)
+	}
+	if old == nil {
+		return nil
+	}
+	return *old
+}
+
+func notifyRetry(e RetryEvent) {
+	retries.Add(1)
+	if f := retryHook.Load(); f != nil {
+		(*f)(e)
+	}
+}
+
+// Check makes one cheap request, a one-token answer to a one-word prompt
+// with the configured API and model, without retries, and says in one line
+// what is wrong when it fails: nothing listening, no answer within the
+// timeout, an HTTP error (bad key, unknown model, wrong path), or a body
+// that is not an OpenAI-compatible response. A pipeline calls it before it
+// starts, so that a bad --backend_url costs one request, not one dead
+// letter per prompt.
+func (b *HTTPBackend) Check(ctx context.Context) error {
+	prompt := "Hello"
+	body := requestBody{Model: b.cfg.Model, Temperature: 0, TopP: 1, MaxTokens: 1}
+	chat := b.cfg.API == "chat"
+	if chat {
+		body.Messages = []chatMessage{{Role: "user", Content: &prompt}}
+	} else {
+		body.Prompt = prompt
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	_, _, err = b.once(ctx, data, chat)
+	var se *StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden):
+		key := "no API key sent"
+		if b.cfg.APIKeyEnv != "" {
+			key = "API key from $" + b.cfg.APIKeyEnv
+			if b.apiKey == "" {
+				key = "$" + b.cfg.APIKeyEnv + " is empty, no API key sent"
+			}
+		}
+		return fmt.Errorf("backend %s refused the request (%s): %v", b.url, key, oneLine(err))
+	case errors.As(err, &se):
+		return fmt.Errorf("backend %s answered a test request with %v", b.url, oneLine(err))
+	case errors.Is(err, ErrMalformed):
+		return fmt.Errorf("backend %s does not answer like an OpenAI-compatible server: %v", b.url, oneLine(err))
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return fmt.Errorf("backend %s: no answer to a one-token test request within %v", b.url, b.cfg.Timeout)
+	default:
+		return fmt.Errorf("backend %s is unreachable: %v", b.url, oneLine(err))
+	}
+}
+
+// oneLine keeps an error on one line: server bodies may hold newlines.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // StatusError is a non-2xx answer.

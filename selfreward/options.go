@@ -8,6 +8,7 @@ package selfreward
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -84,10 +85,28 @@ type Options struct {
 	SeedPerRun bool
 	Iteration  int    // self-rewarding round t, copied into every pair
 	ModelID    string // the model M_t, copied into every pair
+
+	// Exact takes every numeric field as given: a zero is a value, not "use
+	// the default" (Temperature 0 is greedy, MinMargin 0 keeps any strict
+	// preference, MinScoreMass 0 accepts any weighted score, TopLogprobs 0
+	// asks for none). Validate then refuses the zeros that mean nothing
+	// (N, J, TopP, MaxTokens...). Only an empty Rubric still means
+	// DefaultRubric. The CLI sets it: its flags carry their defaults, so a
+	// zero the user typed must reach the server as a zero.
+	Exact bool
 }
 
 // WithDefaults returns a copy with every zero field set to its default.
 func (o Options) WithDefaults() Options {
+	if o.Exact {
+		if o.Greedy {
+			o.Temperature = 0
+		}
+		if o.Rubric == "" {
+			o.Rubric = DefaultRubric
+		}
+		return o
+	}
 	if o.N == 0 {
 		o.N = DefaultN
 	}
@@ -141,6 +160,17 @@ func (o Options) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, a...))
 	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"Temperature", o.Temperature}, {"JudgeTemperature", o.JudgeTemperature}, {"TopP", o.TopP},
+		{"JudgeTopP", o.JudgeTopP}, {"MinScoreMass", o.MinScoreMass}, {"MinMargin", o.MinMargin},
+		{"LengthPenalty", o.LengthPenalty}} {
+		// NaN passes every comparison below; infinities are never meant.
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return bad("%s=%v is not a finite number", f.name, f.v)
+		}
+	}
 	switch {
 	case o.N < 2:
 		return bad("N=%d: a pair needs at least 2 candidates", o.N)
@@ -164,7 +194,7 @@ func (o Options) Validate() error {
 		return bad("MaxPromptChars=%d", o.MaxPromptChars)
 	}
 	for lang, m := range o.MinMarginByLang {
-		if m < 0 {
+		if m < 0 || math.IsNaN(m) || math.IsInf(m, 0) {
 			return bad("MinMarginByLang[%q]=%v is negative", lang, m)
 		}
 	}

@@ -124,3 +124,24 @@ func TestCheckAndOptions(t *testing.T) {
 		t.Errorf("seeds %d %d", a, b)
 	}
 }
+
+// With Exact, a zero is a value: Temperature 0 is greedy, MinMargin and
+// MinScoreMass 0 stay 0; zeros that mean nothing are refused, and so is NaN.
+func TestExactOptionsHonourZero(t *testing.T) {
+	o := Options{Exact: true, N: 2, J: 1, TopP: 1, JudgeTopP: 1, MaxTokens: 8, JudgeMaxTokens: 2, MaxPromptChars: 100}.WithDefaults()
+	if o.Temperature != 0 || o.JudgeTemperature != 0 || o.MinMargin != 0 || o.MinScoreMass != 0 || o.TopLogprobs != 0 || o.Rubric != DefaultRubric {
+		t.Fatalf("exact options changed: %+v", o)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Options{Exact: true, N: 2, J: 1}).WithDefaults().Validate(); err == nil {
+		t.Fatal("exact options with TopP 0 and MaxTokens 0 validated")
+	}
+	for _, bad := range []Options{{Temperature: math.NaN()}, {MinMargin: math.NaN()}, {TopP: math.Inf(1)},
+		{LengthPenalty: math.NaN()}, {MinScoreMass: math.NaN()}, {MinMarginByLang: map[string]float64{"de": math.NaN()}}} {
+		if err := bad.WithDefaults().Validate(); err == nil {
+			t.Errorf("%+v validated", bad)
+		}
+	}
+}
