@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
@@ -23,8 +24,10 @@ const (
 	ArmAlonePref = "alone"
 )
 
-// Arms lists the arms in table order.
-var Arms = []string{ArmAll, ArmRandom, ArmCongrad, ArmCongrEMA, ArmCongrTop, ArmOracle}
+// Arms lists the arms in table order: joint training, the baselines at
+// ConGrad's keep ratio, the ConGrad variants, the oracle.
+var Arms = []string{ArmAll, ArmRandom, ArmMargin, ArmBalanced, ArmLoss, ArmOwnMean, ArmLESS,
+	ArmCongrad, ArmCongrEMA, ArmCongrTop, ArmNoise, ArmGate, ArmGroup, ArmAnchor, ArmOracle}
 
 // FidelityRow is the agreement of sketched with exact ConGrad decisions
 // (mean, positive) for one seed, sketch method and k.
@@ -120,8 +123,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Results, error) {
 	if err := cfg.Task.Validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Seeds) == 0 || cfg.Steps <= 0 || cfg.BatchSize <= 0 || cfg.SketchK <= 0 || cfg.GradBatch <= 0 {
-		return nil, fmt.Errorf("experiment: need seeds and positive Steps, BatchSize, SketchK, GradBatch")
+	if len(cfg.Seeds) == 0 || cfg.Steps <= 0 || cfg.BatchSize <= 0 || cfg.SketchK <= 0 || cfg.GradBatch <= 0 || cfg.GroupSize <= 0 || cfg.DevPairs <= 0 {
+		return nil, fmt.Errorf("experiment: need seeds and positive Steps, BatchSize, SketchK, GradBatch, GroupSize, DevPairs")
 	}
 	start := time.Now()
 	res := &Results{Config: cfg}
@@ -171,6 +174,7 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 		{ArmCongrTop, SelectOptions{Accum: "mean", Keep: keep.Options{Rule: keep.Top, Rho: cfg.Rho}, Seed: seed}},
 	}
 	subsets := map[string][]int{}
+	var def Selection
 	for _, v := range variants {
 		sel, err := selectPairs(sk, ids, langs, steps, v.o)
 		if err != nil {
@@ -178,6 +182,7 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 		}
 		subsets[v.arm] = indices(sel.Kept)
 		if v.arm == ArmCongrad {
+			def = sel
 			res.Diags = append(res.Diags, diagnose(DiagSketch, seed, sel, sd.examples))
 			loo, err := leaveOwnOut(sel, sk, langs)
 			if err != nil {
@@ -203,23 +208,106 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 	}
 	all := make([]int, n)
 	oracle := []int{}
+	correct := make([]bool, n)
 	for i := range all {
 		all[i] = i
+		correct[i] = sd.examples[i].LabelCorrect
 		if sd.examples[i].LabelCorrect {
 			oracle = append(oracle, i)
 		}
 	}
 	subsets[ArmAll] = all
 	subsets[ArmOracle] = oracle
-	subsets[ArmRandom] = randomSubset(n, len(subsets[ArmCongrad]), seed)
+	nKeep := len(subsets[ArmCongrad])
+	subsets[ArmRandom] = randomSubset(n, nKeep, seed)
+	subsets[ArmBalanced] = balancedSubset(langs, nKeep, seed)
+	margins := make([]float64, n)
+	for i, ex := range sd.examples {
+		margins[i] = ex.JudgeMargin
+	}
+	subsets[ArmMargin] = topN(margins, nKeep)
+	own, err := ownMeanScores(sk, langs)
+	if err != nil {
+		return fmt.Errorf("seed %d: own-language mean: %w", seed, err)
+	}
+	subsets[ArmOwnMean] = topN(own, nKeep)
+
+	// The trusted dev set: its gradients at the same fresh LoRA, sketched
+	// with the same spec; their mean is the LESS target and the anchor.
+	devEx := cfg.Task.DevPairs(seed, cfg.DevPairs, cfg.DevKinds...)
+	devDS, err := sd.engine.NewDataset(pluck(devEx))
+	if err != nil || devDS.Len() == 0 {
+		return fmt.Errorf("seed %d: dev set (%d pairs): %v", seed, len(devEx), err)
+	}
+	devPG, err := sd.engine.PerPairGradients(ctx, devDS, lo, 64)
+	if err != nil {
+		return fmt.Errorf("seed %d: dev gradients: %w", seed, err)
+	}
+	devSk, err := sketchAll(devPG, spec)
+	if err != nil {
+		return fmt.Errorf("seed %d: dev sketches: %w", seed, err)
+	}
+	anchor := make([]float32, cfg.SketchK)
+	for _, v := range devSk {
+		for j, x := range v {
+			anchor[j] += x / float32(len(devSk))
+		}
+	}
+	less, err := cosines(sk, anchor)
+	if err != nil {
+		return fmt.Errorf("seed %d: LESS scores: %w", seed, err)
+	}
+	subsets[ArmLESS] = topN(less, nKeep)
+
+	vsub, audit, gates, noise, err := variantSubsets(cfg, seed, sk, ids, langs, def, anchor, correct)
+	if err != nil {
+		return fmt.Errorf("seed %d: %w", seed, err)
+	}
+	for a, idx := range vsub {
+		subsets[a] = idx
+	}
+	res.Gates = append(res.Gates, gates...)
+	res.Noise = append(res.Noise, noise...)
+	if res.Audit == nil {
+		res.Audit = map[string]map[string]int{}
+	}
+	for a, m := range audit {
+		if res.Audit[a] == nil {
+			res.Audit[a] = map[string]int{}
+		}
+		for why, c := range m {
+			res.Audit[a][why] += c
+		}
+	}
+
+	var warm *train.LoRA // the all-pairs run: the loss baseline's warm-up
 	for _, arm := range Arms {
 		t := time.Now()
-		r, err := trainArm(ctx, cfg, sd, arm, subsets[arm])
+		if arm == ArmLoss {
+			if warm == nil {
+				return fmt.Errorf("seed %d: the loss baseline needs the all-pairs run first", seed)
+			}
+			// Small-loss selection: the pairs the warm-up model fits best
+			// (DPO loss −log σ(r_w − r_l) on the training pairs).
+			rw, rl, err := sd.engine.Rewards(sd.train, warm)
+			if err != nil {
+				return fmt.Errorf("seed %d: warm-up losses: %w", seed, err)
+			}
+			negLoss := make([]float64, n)
+			for i := range negLoss {
+				negLoss[i] = -softplus(-(rw[i] - rl[i]))
+			}
+			subsets[ArmLoss] = topN(negLoss, nKeep)
+		}
+		r, lora, err := trainArm(ctx, cfg, sd, arm, subsets[arm])
 		if err != nil {
 			return err
 		}
+		if arm == ArmAll {
+			warm = lora
+		}
 		res.Runs = append(res.Runs, r)
-		logf(log, "seed %d: %-26s %4d pairs  loss %.3f  %.1fs\n", seed, arm, r.Train, r.Loss, time.Since(t).Seconds())
+		logf(log, "seed %d: %-48s %4d pairs  loss %.3f  %.1fs\n", seed, arm, r.Train, r.Loss, time.Since(t).Seconds())
 	}
 	if cfg.Alone {
 		for _, l := range cfg.Task.Langs {
@@ -232,7 +320,7 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 					idx = append(idx, i)
 				}
 			}
-			r, err := trainArm(ctx, cfg, sd, ArmAlonePref+" "+l.Code, idx)
+			r, _, err := trainArm(ctx, cfg, sd, ArmAlonePref+" "+l.Code, idx)
 			if err != nil {
 				return err
 			}
@@ -296,6 +384,14 @@ func indices(kept []bool) []int {
 		}
 	}
 	return out
+}
+
+// softplus is log(1 + e^x), computed without overflow.
+func softplus(x float64) float64 {
+	if x > 30 {
+		return x
+	}
+	return math.Log1p(math.Exp(x))
 }
 
 func abs(x float64) float64 {

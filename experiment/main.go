@@ -20,7 +20,10 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	fs.SetOutput(log)
 	quick := fs.Bool("quick", false, "smoke-test size: one seed, short training, two sketch sizes (< 5 min)")
 	out := fs.String("out", "", "directory for EXPERIMENTS.md and img/ (default docs; with --quick out/experiment-quick, so a smoke run never overwrites the committed report)")
-	seeds := fs.String("seeds", "", "comma-separated seeds (default 1,2,3,4,5; quick: 1)")
+	seeds := fs.String("seeds", "", "comma-separated seeds (default 1..15, see --n-seeds; quick: 1)")
+	nSeeds := fs.Int("n-seeds", 0, "use seeds 1..N (default 15; quick 1); --seeds overrides it")
+	evalPairs := fs.Int("eval-pairs", 0, "held-out pairs per language (default 1000; quick 50)")
+	noFidelity := fs.Bool("no-fidelity", false, "skip the sketch-fidelity study")
 	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
 	replot := fs.String("replot", "", "rewrite the report from a results.json of an earlier run, without training")
 	if err := fs.Parse(args); err != nil {
@@ -46,6 +49,21 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	cfg := DefaultConfig()
 	if *quick {
 		cfg = QuickConfig()
+	}
+	if *nSeeds < 0 || *evalPairs < 0 {
+		return fmt.Errorf("experiment: --n-seeds and --eval-pairs must be positive")
+	}
+	if *nSeeds > 0 {
+		cfg.Seeds = nil
+		for i := 1; i <= *nSeeds; i++ {
+			cfg.Seeds = append(cfg.Seeds, uint64(i))
+		}
+	}
+	if *evalPairs > 0 {
+		cfg.Task.EvalPairs = *evalPairs
+	}
+	if *noFidelity {
+		cfg.FidelityKs = nil
 	}
 	if *seeds != "" {
 		cfg.Seeds = nil

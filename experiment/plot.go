@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-var palette = []string{"#4e79a7", "#bab0ac", "#e15759", "#f28e2b", "#edc948", "#59a14f", "#76b7b2", "#b07aa1"}
+var palette = []string{"#4e79a7", "#bab0ac", "#e15759", "#f28e2b", "#edc948", "#59a14f", "#76b7b2", "#b07aa1",
+	"#ff9da7", "#9c755f", "#1f3b73", "#8cd17d", "#d4a6c8", "#499894", "#000000"}
 
 func svgHeader(b *strings.Builder, w, h int, title string) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
@@ -26,7 +27,7 @@ func (res *Results) AccuracySVG() string {
 	for _, l := range t.Langs {
 		langs = append(langs, l.Code+" ("+l.Kind+")")
 	}
-	const w, h, left, right, top, bottom = 1000, 440, 50, 200, 40, 60
+	const w, h, left, right, top, bottom = 1250, 440, 50, 330, 40, 60
 	pw, ph := float64(w-left-right), float64(h-top-bottom)
 	var b strings.Builder
 	svgHeader(&b, w, h, "Held-out preference accuracy (shared rule), mean ± std over seeds")
@@ -36,8 +37,9 @@ func (res *Results) AccuracySVG() string {
 			left, w-right, y(v), y(v), left-5, y(v)+4, v)
 	}
 	group := pw / float64(len(langs))
-	bw := group * 0.8 / float64(len(Arms))
-	for ai, arm := range Arms {
+	arms := armsRun(res.Runs)
+	bw := group * 0.8 / float64(max(len(arms), 1))
+	for ai, arm := range arms {
 		s := collect(res.Runs, arm, false)
 		for li, l := range t.Langs {
 			m, sd := s.mean[l.Code], s.std[l.Code]
@@ -54,7 +56,7 @@ func (res *Results) AccuracySVG() string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(left)+group*(float64(li)+0.5), h-bottom+18, esc(name))
 	}
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="black" stroke-dasharray="4 3"/>`+"\n", left, w-right, y(0.5), y(0.5))
-	for ai, arm := range Arms {
+	for ai, arm := range arms {
 		yy := top + 10 + 20*ai
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", w-right+10, yy, palette[ai%len(palette)], w-right+28, yy+10, esc(arm))
 	}

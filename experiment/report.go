@@ -59,8 +59,14 @@ func groupMean(runs []RunResult, arm string, langs []string) (float64, float64) 
 	return meanStd(per)
 }
 
-// pairedDiff is the per-seed difference of group means, arm − ref.
+// pairedDiff is the per-seed difference of group means, arm − ref: mean and std.
 func pairedDiff(runs []RunResult, arm, ref string, langs []string) (float64, float64) {
+	return meanStd(pairedDiffs(runs, arm, ref, langs))
+}
+
+// pairedDiffs are the per-seed differences of group means, arm − ref, for
+// the seeds that ran both.
+func pairedDiffs(runs []RunResult, arm, ref string, langs []string) []float64 {
 	group := func(r RunResult) float64 {
 		s := 0.0
 		for _, l := range langs {
@@ -80,7 +86,37 @@ func pairedDiff(runs []RunResult, arm, ref string, langs []string) (float64, flo
 			d = append(d, group(r)-v)
 		}
 	}
-	return meanStd(d)
+	return d
+}
+
+// armsRun are the arms in table order that have at least one run (a
+// results.json of an earlier version lacks the newer arms).
+func armsRun(runs []RunResult) []string {
+	var out []string
+	for _, a := range Arms {
+		for _, r := range runs {
+			if r.Arm == a {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// ciCell renders a paired difference as mean [95% CI] over seeds, with a
+// mark when the interval excludes 0; one seed gives no interval.
+func ciCell(d []float64) string {
+	m, lo, hi := tInterval(d, 0.95)
+	switch {
+	case len(d) == 0:
+		return "–"
+	case len(d) == 1:
+		return fmt.Sprintf("%+.3f (1 seed)", m)
+	case lo > 0 || hi < 0:
+		return fmt.Sprintf("**%+.3f [%+.3f, %+.3f]**", m, lo, hi)
+	}
+	return fmt.Sprintf("%+.3f [%+.3f, %+.3f]", m, lo, hi)
 }
 
 func (t Task) codes(kinds ...string) []string {
@@ -114,7 +150,8 @@ func (res *Results) Markdown(imgRel string) string {
 	b.WriteString("| arm | pairs | " + strings.Join(all, " | ") + " | seen clean (h,l) | conflict (c) | unseen (u) |\n")
 	b.WriteString("|---|---|" + strings.Repeat("---|", len(all)+3) + "\n")
 	groups := [][]string{t.codes("high", "low"), t.codes("conflict"), t.codes("unseen")}
-	for _, arm := range Arms {
+	arms := armsRun(res.Runs)
+	for _, arm := range arms {
 		s := collect(res.Runs, arm, false)
 		var n []float64
 		for _, r := range res.Runs {
@@ -139,25 +176,29 @@ func (res *Results) Markdown(imgRel string) string {
 	}
 	fmt.Fprintf(&b, "\n![accuracy per language and arm](%s/accuracy.svg)\n\n", imgRel)
 
-	b.WriteString("### Paired difference to all pairs (same seed: same base model, data and LoRA init), mean ± std over seeds\n\n")
-	b.WriteString("| arm | seen clean (h,l) | conflict (c) | unseen (u) |\n|---|---|---|---|\n")
-	for _, arm := range Arms[1:] {
-		fmt.Fprintf(&b, "| %s |", arm)
-		for _, g := range groups {
-			if len(g) == 0 {
-				b.WriteString(" – |")
+	for _, ref := range []string{ArmAll, ArmRandom} {
+		fmt.Fprintf(&b, "### Paired difference to %s (same seed: same base model, data and LoRA init), mean [95%% t-interval] over %d seeds\n\n", ref, len(cfg.Seeds))
+		b.WriteString("Bold: the interval excludes 0.\n\n| arm | seen clean (h,l) | conflict (c) | unseen (u) |\n|---|---|---|---|\n")
+		for _, arm := range arms {
+			if arm == ref || arm == ArmAll {
 				continue
 			}
-			m, sd := pairedDiff(res.Runs, arm, ArmAll, g)
-			fmt.Fprintf(&b, " %+.3f ± %.3f |", m, sd)
+			fmt.Fprintf(&b, "| %s |", arm)
+			for _, g := range groups {
+				if len(g) == 0 {
+					b.WriteString(" – |")
+					continue
+				}
+				fmt.Fprintf(&b, " %s |", ciCell(pairedDiffs(res.Runs, arm, ref, g)))
+			}
+			b.WriteString("\n")
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n")
 
 	if cf := t.codes("conflict"); len(cf) > 0 {
 		b.WriteString("### Conflict languages on their own preference\n\n| arm | " + strings.Join(cf, " | ") + " |\n|---|" + strings.Repeat("---|", len(cf)) + "\n")
-		for _, arm := range Arms {
+		for _, arm := range arms {
 			s := collect(res.Runs, arm, true)
 			fmt.Fprintf(&b, "| %s |", arm)
 			for _, l := range cf {
@@ -171,7 +212,7 @@ func (res *Results) Markdown(imgRel string) string {
 	b.WriteString("### What each arm trained on (mean over seeds)\n\nPairs kept per language, and in brackets the share whose judged label agrees with the shared rule.\n\n")
 	seen := t.codes("high", "low", "conflict")
 	b.WriteString("| arm | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
-	for _, arm := range Arms {
+	for _, arm := range arms {
 		fmt.Fprintf(&b, "| %s |", arm)
 		for _, l := range seen {
 			var kept, corr, n float64
@@ -221,6 +262,8 @@ func (res *Results) Markdown(imgRel string) string {
 		}
 		b.WriteString("\n")
 	}
+
+	res.gateTables(&b, seen)
 
 	if len(res.Alone) > 0 {
 		b.WriteString("### Interference check: each seen language trained alone vs jointly (all pairs)\n\nSame budget; accuracy on the language itself (shared rule; own preference for conflict languages).\n\n")
@@ -362,4 +405,111 @@ func (res *Results) Write(dir string) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// gateTables renders the language gates, the noise fits and the decision
+// audit of the issue-13 variants (nothing when the run has none).
+func (res *Results) gateTables(b *strings.Builder, seen []string) {
+	if len(res.Gates) > 0 {
+		b.WriteString("### Language gates (no training): cos(G_l, reference) with its 95% bootstrap interval, mean over seeds, and how many seeds gated the language\n\n")
+		b.WriteString("Leave-out: reference = sum of the other languages' G_j; anchor: reference = mean sketch of the trusted dev set. A language is gated when the whole interval is below 0.\n\n")
+		b.WriteString("| gate | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
+		for _, kind := range []string{"leave-out", "anchor"} {
+			fmt.Fprintf(b, "| %s |", kind)
+			for _, l := range seen {
+				var c, lo, hi []float64
+				gated := 0
+				for _, g := range res.Gates {
+					if g.Gate == kind && g.Lang == l {
+						c, lo, hi = append(c, g.Cos), append(lo, g.Lo), append(hi, g.Hi)
+						if g.Gated {
+							gated++
+						}
+					}
+				}
+				if len(c) == 0 {
+					b.WriteString(" – |")
+					continue
+				}
+				cm, _ := meanStd(c)
+				lm, _ := meanStd(lo)
+				hm, _ := meanStd(hi)
+				fmt.Fprintf(b, " %+.2f [%+.2f, %+.2f], gated %d/%d |", cm, lm, hm, gated, len(c))
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	if len(res.Noise) > 0 {
+		b.WriteString("### Noise-aware thresholds: per-language mirrored-mixture fit on the default scores, mean over seeds\n\n")
+		b.WriteString("η̂: estimated share of flipped labels; τ_l: the threshold; kept: pairs above τ_l (share with the correct label).\n\n")
+		b.WriteString("| | " + strings.Join(seen, " | ") + " |\n|---|" + strings.Repeat("---|", len(seen)) + "\n")
+		rows := []struct {
+			name string
+			f    func(NoiseRow) float64
+			fmt  string
+		}{
+			{"μ̂", func(r NoiseRow) float64 { return r.Mu }, "%+.3f"},
+			{"σ̂", func(r NoiseRow) float64 { return r.Sigma }, "%.3f"},
+			{"η̂", func(r NoiseRow) float64 { return r.Eta }, "%.2f"},
+			{"τ_l", func(r NoiseRow) float64 { return r.Tau }, "%+.3f"},
+		}
+		for _, row := range rows {
+			fmt.Fprintf(b, "| %s |", row.name)
+			for _, l := range seen {
+				var v []float64
+				for _, r := range res.Noise {
+					if r.Lang == l {
+						v = append(v, row.f(r))
+					}
+				}
+				if len(v) == 0 {
+					b.WriteString(" – |")
+					continue
+				}
+				m, _ := meanStd(v)
+				fmt.Fprintf(b, " "+row.fmt+" |", m)
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("| kept |")
+		for _, l := range seen {
+			var kept, corr, n, fb float64
+			for _, r := range res.Noise {
+				if r.Lang == l {
+					kept += float64(r.Kept)
+					corr += float64(r.KeptCorrect)
+					n++
+					if r.Fallback != "" {
+						fb++
+					}
+				}
+			}
+			if n == 0 || kept == 0 {
+				b.WriteString(" 0 |")
+				continue
+			}
+			note := ""
+			if fb > 0 {
+				note = fmt.Sprintf(", fallback %.0f/%.0f", fb, n)
+			}
+			fmt.Fprintf(b, " %.0f (%.0f%%)%s |", kept/n, 100*corr/kept, note)
+		}
+		b.WriteString("\n\n")
+	}
+	if len(res.Audit) > 0 {
+		b.WriteString("### Decision audit of the gate variants: pairs by the rule that decided them (sum over seeds)\n\n| arm | reason | pairs |\n|---|---|---|\n")
+		for _, arm := range Arms {
+			m := res.Audit[arm]
+			reasons := make([]string, 0, len(m))
+			for why := range m {
+				reasons = append(reasons, why)
+			}
+			sort.Strings(reasons)
+			for _, why := range reasons {
+				fmt.Fprintf(b, "| %s | %s | %d |\n", arm, why, m[why])
+			}
+		}
+		b.WriteString("\n")
+	}
 }

@@ -30,14 +30,35 @@ type Config struct {
 	// FidelityKs are the sketch sizes of the fidelity study (empty: skip it).
 	FidelityKs []int
 	Alone      bool // also train each seen language alone (the interference check)
+	// GroupSize is N of the group-score variant (pairs per group, one language).
+	GroupSize int
+	// DevPairs clean pairs of the languages of kinds DevKinds form the
+	// trusted dev set of the LESS-style baseline and the anchor gate.
+	DevPairs int
+	DevKinds []string
 }
+
+// DefaultSeeds and DefaultEvalPairs size the full study (issue 13): 15
+// seeds for paired 95% intervals, 1000 held-out pairs per language so the
+// per-seed accuracy itself has a standard error of about 0.015.
+const (
+	DefaultSeeds     = 15
+	DefaultEvalPairs = 1000
+)
 
 // DefaultConfig is `make experiment`.
 func DefaultConfig() Config {
+	seeds := make([]uint64, DefaultSeeds)
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	t := DefaultTask()
+	t.EvalPairs = DefaultEvalPairs
 	return Config{
-		Task: DefaultTask(), Model: DefaultModel(), LoRA: model.LoRAOptions{Rank: 8, Alpha: 16, Targets: []string{"q_proj", "v_proj"}}, Seeds: []uint64{1, 2, 3, 4, 5},
+		Task: t, Model: DefaultModel(), LoRA: model.LoRAOptions{Rank: 8, Alpha: 16, Targets: []string{"q_proj", "v_proj"}}, Seeds: seeds,
 		Steps: 150, BatchSize: 32, LR: 3e-3, Beta: 0.1, SketchK: 8192, Gamma: 0.9, Rho: 0.5, GradBatch: 32,
 		FidelityKs: []int{256, 512, 1024, 2048, 4096, 8192, 16384}, Alone: true,
+		GroupSize: 16, DevPairs: 20, DevKinds: []string{"high"},
 	}
 }
 
@@ -71,7 +92,12 @@ type Results struct {
 	Fidelity  []FidelityRow
 	Conflicts []ConflictMap // ConGrad default per seed
 	Diags     []SelectionDiag
-	Elapsed   time.Duration
+	Gates     []GateRow  // language-level gate decisions (leave-out, anchor)
+	Noise     []NoiseRow // per-language noise fits of the noise-aware variant
+	// Audit counts, per arm of the gate variants, the pairs by the reason
+	// that decided them (summed over seeds).
+	Audit   map[string]map[string]int
+	Elapsed time.Duration
 	// GradDim is the LoRA gradient length; GradNonZero how many coordinates
 	// are non-zero in some pair (fresh LoRA: only the B factors).
 	GradDim, GradNonZero int
@@ -155,8 +181,10 @@ func accuracy(e *train.Engine, ds *train.Dataset, lo *train.LoRA) (map[string]fl
 	return out, nil
 }
 
-// trainArm trains on the subset idx of the seed's training pairs and evaluates.
-func trainArm(ctx context.Context, cfg Config, sd *seedData, arm string, idx []int) (RunResult, error) {
+// trainArm trains on the subset idx of the seed's training pairs and
+// evaluates; it also returns the trained adapters (the loss baseline's
+// warm-up model is the all-pairs run).
+func trainArm(ctx context.Context, cfg Config, sd *seedData, arm string, idx []int) (RunResult, *train.LoRA, error) {
 	r := RunResult{Arm: arm, Seed: sd.seed, Train: len(idx), KeptBy: map[string]int{}, Correct: map[string]int{}}
 	for _, i := range idx {
 		l := sd.examples[i].Lang
@@ -166,20 +194,20 @@ func trainArm(ctx context.Context, cfg Config, sd *seedData, arm string, idx []i
 		}
 	}
 	if len(idx) == 0 {
-		return r, fmt.Errorf("arm %s seed %d: no training pairs selected", arm, sd.seed)
+		return r, nil, fmt.Errorf("arm %s seed %d: no training pairs selected", arm, sd.seed)
 	}
 	res, err := sd.engine.Train(ctx, sd.train.Subset(idx), train.Options{LR: cfg.LR, BatchSize: cfg.BatchSize, Steps: cfg.Steps, Seed: sd.seed})
 	if err != nil {
-		return r, fmt.Errorf("arm %s seed %d: %w", arm, sd.seed, err)
+		return r, nil, fmt.Errorf("arm %s seed %d: %w", arm, sd.seed, err)
 	}
 	r.Loss = res.Losses[len(res.Losses)-1]
 	if r.Acc, err = accuracy(sd.engine, sd.eval, res.LoRA); err != nil {
-		return r, fmt.Errorf("arm %s seed %d: eval: %w", arm, sd.seed, err)
+		return r, nil, fmt.Errorf("arm %s seed %d: eval: %w", arm, sd.seed, err)
 	}
 	if r.OwnAcc, err = accuracy(sd.engine, sd.own, res.LoRA); err != nil {
-		return r, fmt.Errorf("arm %s seed %d: own eval: %w", arm, sd.seed, err)
+		return r, nil, fmt.Errorf("arm %s seed %d: own eval: %w", arm, sd.seed, err)
 	}
-	return r, nil
+	return r, res.LoRA, nil
 }
 
 // randomSubset keeps n of the N training pairs uniformly at random (seeded).

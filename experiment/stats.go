@@ -1,6 +1,23 @@
 package experiment
 
-import "math"
+import (
+	"math"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// tInterval is the mean of xs and its two-sided Student-t confidence
+// interval at level (e.g. 0.95): mean ± t_{(1+level)/2, n−1}·s/√n. With
+// fewer than two values the interval is NaN.
+func tInterval(xs []float64, level float64) (mean, lo, hi float64) {
+	m, s := meanStd(xs)
+	if len(xs) < 2 {
+		return m, math.NaN(), math.NaN()
+	}
+	q := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(len(xs) - 1)}.Quantile((1 + level) / 2)
+	h := q * s / math.Sqrt(float64(len(xs)))
+	return m, m - h, m + h
+}
 
 // meanStd returns the mean and the sample standard deviation (0 for n < 2).
 func meanStd(xs []float64) (mean, std float64) {

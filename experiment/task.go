@@ -104,6 +104,11 @@ type Example struct {
 	train.Pair
 	CleanChosenFirst bool // true when Chosen is the clean (shared-rule) winner
 	LabelCorrect     bool // the judged label agrees with the shared rule
+	// JudgeMargin is the quality gap the judge sees, |q_J(a) − q_J(b)| under
+	// the judge's own weights (the shared rule, or the reversed one for a
+	// conflict language): the "judge-margin" baseline keeps the pairs with
+	// the largest gaps. Flips in this task do not depend on it.
+	JudgeMargin float64
 }
 
 func quality(w []float64, syms []int) float64 {
@@ -157,8 +162,10 @@ func (t Task) TrainPairs(dataSeed uint64) []Example {
 		for i := 0; i < l.Pairs; i++ {
 			prompt, better, worse := t.genPair(rng, wt)
 			judgedBetterFirst := true
+			margin := quality(wt, better) - quality(wt, worse)
 			if l.Conflict { // the judge ranks by its own preference
 				judgedBetterFirst = quality(t.ConflictWeights(), better) > quality(t.ConflictWeights(), worse)
+				margin = math.Abs(quality(t.ConflictWeights(), better) - quality(t.ConflictWeights(), worse))
 			}
 			if rng.Float64() < l.Flip {
 				judgedBetterFirst = !judgedBetterFirst
@@ -170,7 +177,7 @@ func (t Task) TrainPairs(dataSeed uint64) []Example {
 			out = append(out, Example{
 				Pair: train.Pair{ID: fmt.Sprintf("%s-%04d", l.Code, i), Lang: l.Code, Prompt: t.text(li, prompt),
 					Chosen: t.text(li, chosen), Rejected: t.text(li, rejected)},
-				CleanChosenFirst: judgedBetterFirst, LabelCorrect: judgedBetterFirst,
+				CleanChosenFirst: judgedBetterFirst, LabelCorrect: judgedBetterFirst, JudgeMargin: margin,
 			})
 		}
 	}
@@ -196,4 +203,33 @@ func (t Task) EvalSet() (shared, own []Example) {
 		}
 	}
 	return shared, own
+}
+
+// DevPairs is the small trusted dev set of the LESS-style baseline and the
+// anchor-gated variant: n clean pairs (shared-rule labels, no flips) spread
+// round-robin over the languages of the given kinds. Its random stream is
+// separate from the training and evaluation data of every seed.
+func (t Task) DevPairs(dataSeed uint64, n int, kinds ...string) []Example {
+	wt := t.TrueWeights()
+	var li []int
+	for i, l := range t.Langs {
+		for _, k := range kinds {
+			if l.Kind == k && l.Pairs > 0 {
+				li = append(li, i)
+			}
+		}
+	}
+	if len(li) == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(t.Seed^dataSeed, 0x646576)) // "dev"
+	out := make([]Example, 0, n)
+	for i := 0; i < n; i++ {
+		l := li[i%len(li)]
+		prompt, better, worse := t.genPair(rng, wt)
+		out = append(out, Example{Pair: train.Pair{ID: fmt.Sprintf("dev-%s-%04d", t.Langs[l].Code, i), Lang: t.Langs[l].Code,
+			Prompt: t.text(l, prompt), Chosen: t.text(l, better), Rejected: t.text(l, worse)},
+			CleanChosenFirst: true, LabelCorrect: true, JudgeMargin: quality(wt, better) - quality(wt, worse)})
+	}
+	return out
 }
