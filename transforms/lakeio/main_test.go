@@ -19,6 +19,8 @@ import (
 func init() {
 	register.Function1x1(deadSummary)
 	register.Function1x1(promptSummary)
+	register.Function1x1(deadWithFirst)
+	register.Function1x1(promptText)
 	register.Function2x0(malformedLine)
 	register.Emitter1[string]()
 	register.DoFn2x0[[]byte, func(int)](&benchChunksFn{})

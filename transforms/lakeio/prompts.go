@@ -26,7 +26,17 @@ const (
 	ReasonEmptyPrompt  = "empty_prompt"   // prompt (or id) empty or whitespace
 	ReasonUnknownLang  = "unknown_lang"   // lang not in ReadOptions.Langs
 	ReasonLineTooLong  = "line_too_long"  // JSONL line over MaxLineBytes
+	ReasonInvalidUTF8  = "invalid_utf8"   // bytes that are not UTF-8, or a \u escape of a lone surrogate
+	ReasonDuplicateID  = "duplicate_id"   // (lang, id) already read earlier; the reason names the first
 )
+
+// deadKinds lists every reason kind, for the per-kind counters.
+var deadKinds = []string{ReasonMalformed, ReasonMissingField, ReasonWrongType, ReasonEmptyPrompt,
+	ReasonUnknownLang, ReasonLineTooLong, ReasonInvalidUTF8, ReasonDuplicateID}
+
+// utf8BOM may open a JSONL file (Windows tools write it); it is skipped there
+// and only there.
+const utf8BOM = "\xEF\xBB\xBF"
 
 // DeadStage is the Stage of dead letters from reading.
 const DeadStage = "read"
@@ -44,6 +54,19 @@ const DeadStage = "read"
 // JSONL lines are not rows; they are counted in "lakeio/prompts_blank_lines".
 // Counters "lakeio/prompts_good" and "lakeio/prompts_dead" add up to the rows
 // read.
+//
+// Text must be UTF-8: a JSONL line with bytes that are not UTF-8 (or a \u
+// escape of an unpaired surrogate, which JSON decoders replace silently), or
+// a Parquet/Arrow string cell that is not UTF-8, is dead-lettered as
+// invalid_utf8, never repaired. A UTF-8 byte order mark at the very start of
+// a JSONL file is skipped (elsewhere it is malformed JSON).
+//
+// Prompt ids are unique per language (the same id in another language is its
+// translation): of the rows with the same (lang, id) the first in file path
+// order, then line or row order, is kept and every later one is
+// dead-lettered as duplicate_id naming the first, whatever the split or
+// worker that read them. Finding them costs one GroupByKey of the valid
+// prompts by (lang, id).
 //
 // Columnar files need columns id, lang, prompt (utf8 or large_utf8; source
 // optional); a file without them, an unreadable file or a glob that matches
@@ -65,8 +88,9 @@ func TryReadPrompts(s beam.Scope, glob string, opts ReadOptions) (good, dead bea
 	o := opts.withDefaults()
 	splits := beam.ParDo(s, &expandFn{Glob: glob, Opts: o}, beam.Impulse(s))
 	splits = beam.Reshuffle(s, splits)
-	good, dead = beam.ParDo2(s, &readPromptsFn{Opts: o}, splits)
-	return good, dead, nil
+	keyed, readDead, lines := beam.ParDo3(s, &readPromptsFn{Opts: o}, splits)
+	good, dupDead := beam.ParDo2(s, &dedupPromptsFn{}, beam.GroupByKey(s, keyed), beam.SideInput{Input: lines})
+	return good, beam.Flatten(s, readDead, dupDead), nil
 }
 
 var promptRequired = []string{"id", "lang", "prompt"}
@@ -97,23 +121,48 @@ func promptColumns(s *arrow.Schema) error {
 type readPromptsFn struct {
 	Opts ReadOptions
 
-	langs             map[string]bool
-	good, dead, blank beam.Counter
-	kinds             map[string]beam.Counter
+	langs       map[string]bool
+	dead, blank beam.Counter
+	kinds       map[string]beam.Counter
 }
+
+// posPrompt is a valid prompt and where it was read, on its way to the
+// duplicate check. Rows order by (Path, Offset): file path, then position.
+type posPrompt struct {
+	P      schemas.Prompt
+	Path   string
+	Offset int64 // JSONL: byte offset of the line; columnar: 0-based row index
+	Split  int64 // JSONL: start byte of the split that read the line; columnar: -1
+	Line   int64 // JSONL: 1-based line within the split; columnar: the row index
+}
+
+// splitLines is how many lines a JSONL split read (the lines whose first
+// byte lies in it), so that a line's number in its file is the lines of the
+// file's earlier splits plus its line within its split.
+type splitLines struct {
+	Path  string
+	Start int64
+	Lines int64
+}
+
+func promptKey(p schemas.Prompt) string { return p.Lang + "\x00" + p.ID }
 
 func (f *readPromptsFn) Setup() {
 	f.langs = map[string]bool{}
 	for _, l := range f.Opts.Langs {
 		f.langs[strings.ToLower(l)] = true
 	}
-	f.good = beam.NewCounter("lakeio", "prompts_good")
 	f.dead = beam.NewCounter("lakeio", "prompts_dead")
 	f.blank = beam.NewCounter("lakeio", "prompts_blank_lines")
-	f.kinds = map[string]beam.Counter{}
-	for _, k := range []string{ReasonMalformed, ReasonMissingField, ReasonWrongType, ReasonEmptyPrompt, ReasonUnknownLang, ReasonLineTooLong} {
-		f.kinds[k] = beam.NewCounter("lakeio", "prompts_dead_"+k)
+	f.kinds = deadCounters()
+}
+
+func deadCounters() map[string]beam.Counter {
+	kinds := map[string]beam.Counter{}
+	for _, k := range deadKinds {
+		kinds[k] = beam.NewCounter("lakeio", "prompts_dead_"+k)
 	}
+	return kinds
 }
 
 // field is one prompt field as found in a row: absent, null, a string, or
@@ -142,6 +191,14 @@ func (f *readPromptsFn) validate(id, lang, prompt, source field, path string) (s
 	}{"source", source}) {
 		if n.v.present && !n.v.isStr {
 			return schemas.Prompt{}, ReasonWrongType, fmt.Sprintf("%s is %s, want string", n.name, n.v.kind)
+		}
+	}
+	for _, n := range append(named, struct {
+		name string
+		v    field
+	}{"source", source}) {
+		if at := invalidUTF8At(n.v.str); at >= 0 {
+			return schemas.Prompt{}, ReasonInvalidUTF8, fmt.Sprintf("%s: byte %d is not UTF-8", n.name, at)
 		}
 	}
 	if strings.TrimSpace(id.str) == "" {
@@ -179,9 +236,11 @@ func truncate(b []byte, n int) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-func (f *readPromptsFn) ProcessElement(ctx context.Context, sp split, good func(schemas.Prompt), dead func(schemas.DeadLetter)) error {
+// ProcessElement reads one split: valid rows keyed by (lang, id) with their
+// position, dead letters, and for a JSONL split its line count.
+func (f *readPromptsFn) ProcessElement(ctx context.Context, sp split, good func(string, posPrompt), dead func(schemas.DeadLetter), lines func(splitLines)) error {
 	if sp.Format == JSONL {
-		return f.readJSONL(ctx, sp, good, dead)
+		return f.readJSONL(ctx, sp, good, dead, lines)
 	}
 	return readBatches(ctx, sp, append(promptRequired, "source"), func(rec arrow.RecordBatch, base int64) error {
 		cols := make([]arrow.Array, 4)
@@ -203,16 +262,44 @@ func (f *readPromptsFn) ProcessElement(ctx context.Context, sp split, good func(
 		for i := 0; i < int(rec.NumRows()); i++ {
 			id, lang, prompt, source := get(cols[0], i), get(cols[1], i), get(cols[2], i), get(cols[3], i)
 			p, kind, detail := f.validate(id, lang, prompt, source, sp.Path)
+			row := base + int64(i)
 			if kind != "" {
 				payload, _ := json.Marshal(map[string]string{"id": id.str, "lang": lang.str, "prompt": prompt.str})
-				f.deadLetter(ctx, dead, sp.Path, base+int64(i), kind, detail, payload)
+				f.deadLetter(ctx, dead, sp.Path, row, kind, detail, payload)
 				continue
 			}
-			f.good.Inc(ctx, 1)
-			good(p)
+			good(promptKey(p), posPrompt{P: p, Path: sp.Path, Offset: row, Split: -1, Line: row})
 		}
 		return nil
 	})
+}
+
+// invalidUTF8At is the offset of the first byte of s that is not UTF-8, or -1.
+func invalidUTF8At(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// loneSurrogate reports whether decoding the JSON string raw to s replaced a
+// \u escape of an unpaired surrogate by U+FFFD (encoding/json does so
+// silently): s has U+FFFD that raw spells neither literally nor as \ufffd.
+func loneSurrogate(raw json.RawMessage, s string) bool {
+	if !strings.ContainsRune(s, utf8.RuneError) {
+		return false
+	}
+	want := strings.Count(s, string(utf8.RuneError))
+	lower := bytes.ToLower(raw)
+	have := bytes.Count(raw, []byte(string(utf8.RuneError))) + bytes.Count(lower, []byte(`\ufffd`))
+	return have < want
 }
 
 // jsonPrompt keeps fields raw so that absent, null and mistyped differ.
@@ -243,7 +330,7 @@ func jsonField(raw json.RawMessage) field {
 	return field{present: true, kind: kind}
 }
 
-func (f *readPromptsFn) readJSONL(ctx context.Context, sp split, good func(schemas.Prompt), dead func(schemas.DeadLetter)) error {
+func (f *readPromptsFn) readJSONL(ctx context.Context, sp split, good func(string, posPrompt), dead func(schemas.DeadLetter), lines func(splitLines)) error {
 	// Start one byte early: if that byte ends a line, the split's first line
 	// starts exactly at Start and is ours; otherwise the partial line belongs
 	// to the previous split.
@@ -268,7 +355,13 @@ func (f *readPromptsFn) readJSONL(ctx context.Context, sp split, good func(schem
 	firstLine := pos
 	lineBase := int64(-1) // lines before firstLine, counted only if a row goes dead
 	var k int64           // lines read in this split
+	defer func() {
+		if k > 0 {
+			lines(splitLines{Path: sp.Path, Start: sp.Start, Lines: k})
+		}
+	}()
 	for pos < sp.End {
+		lineStart := pos
 		n, line, err := readLine(br, f.Opts.MaxLineBytes)
 		if n == 0 && err == io.EOF {
 			break
@@ -291,8 +384,15 @@ func (f *readPromptsFn) readJSONL(ctx context.Context, sp split, good func(schem
 			f.deadLetter(ctx, dead, sp.Path, lineNo(), ReasonLineTooLong, fmt.Sprintf("%d bytes, limit %d", n, f.Opts.MaxLineBytes), line)
 			continue
 		}
+		if lineStart == 0 {
+			line = bytes.TrimPrefix(line, []byte(utf8BOM))
+		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			f.blank.Inc(ctx, 1)
+			continue
+		}
+		if at := invalidUTF8At(string(line)); at >= 0 {
+			f.deadLetter(ctx, dead, sp.Path, lineNo(), ReasonInvalidUTF8, fmt.Sprintf("byte %d of the line is not UTF-8", at), line)
 			continue
 		}
 		var jp jsonPrompt
@@ -300,13 +400,25 @@ func (f *readPromptsFn) readJSONL(ctx context.Context, sp split, good func(schem
 			f.deadLetter(ctx, dead, sp.Path, lineNo(), ReasonMalformed, err.Error(), line)
 			continue
 		}
-		p, kind, detail := f.validate(jsonField(jp.ID), jsonField(jp.Lang), jsonField(jp.Prompt), jsonField(jp.Source), sp.Path)
+		id, lang, prompt, source := jsonField(jp.ID), jsonField(jp.Lang), jsonField(jp.Prompt), jsonField(jp.Source)
+		p, kind, detail := f.validate(id, lang, prompt, source, sp.Path)
+		if kind == "" {
+			for _, n := range []struct {
+				name string
+				raw  json.RawMessage
+				v    field
+			}{{"id", jp.ID, id}, {"lang", jp.Lang, lang}, {"prompt", jp.Prompt, prompt}, {"source", jp.Source, source}} {
+				if n.v.isStr && loneSurrogate(n.raw, n.v.str) {
+					kind, detail = ReasonInvalidUTF8, n.name+": \\u escape of an unpaired surrogate"
+					break
+				}
+			}
+		}
 		if kind != "" {
 			f.deadLetter(ctx, dead, sp.Path, lineNo(), kind, detail, line)
 			continue
 		}
-		f.good.Inc(ctx, 1)
-		good(p)
+		good(promptKey(p), posPrompt{P: p, Path: sp.Path, Offset: lineStart, Split: sp.Start, Line: k})
 	}
 	return nil
 }

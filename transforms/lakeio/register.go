@@ -18,7 +18,7 @@ func init() {
 	for _, t := range []reflect.Type{
 		reflect.TypeFor[schemas.Prompt](), reflect.TypeFor[schemas.Candidate](), reflect.TypeFor[schemas.Pair](),
 		reflect.TypeFor[schemas.Sketch](), reflect.TypeFor[schemas.Decision](), reflect.TypeFor[schemas.DeadLetter](),
-		reflect.TypeFor[split](),
+		reflect.TypeFor[split](), reflect.TypeFor[posPrompt](), reflect.TypeFor[splitLines](),
 	} {
 		beam.RegisterType(t)
 	}
@@ -27,7 +27,12 @@ func init() {
 	register.DoFn4x1[context.Context, int, func(*[]byte) bool, func(string), error](&writeShardFn{})
 	register.DoFn4x1[context.Context, []byte, func(*string) bool, func(string), error](&finalizeFn{})
 	register.DoFn3x1[context.Context, split, func(beam.X), error](&readFn{})
-	register.DoFn4x1[context.Context, split, func(schemas.Prompt), func(schemas.DeadLetter), error](&readPromptsFn{})
+	register.DoFn5x1[context.Context, split, func(string, posPrompt), func(schemas.DeadLetter), func(splitLines), error](&readPromptsFn{})
+	register.DoFn6x0[context.Context, string, func(*posPrompt) bool, func(*splitLines) bool, func(schemas.Prompt), func(schemas.DeadLetter)](&dedupPromptsFn{})
+	register.Emitter2[string, posPrompt]()
+	register.Emitter1[splitLines]()
+	register.Iter1[posPrompt]()
+	register.Iter1[splitLines]()
 	register.Emitter1[split]()
 	register.Emitter1[beam.X]()
 	register.Emitter1[string]()
