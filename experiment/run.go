@@ -62,12 +62,18 @@ func DefaultConfig() Config {
 	}
 }
 
-// QuickConfig is the CI smoke test: one seed, a short budget, few k.
+// QuickConfig is the CI smoke test: one seed, a third of the training
+// pairs, a short budget, few k. It exercises every arm and every report
+// section; its numbers mean nothing.
 func QuickConfig() Config {
 	c := DefaultConfig()
 	c.Seeds = []uint64{1}
-	c.Steps = 20
+	c.Steps = 10
 	c.Task.EvalPairs = 50
+	c.Task.Langs = slices.Clone(c.Task.Langs)
+	for i := range c.Task.Langs {
+		c.Task.Langs[i].Pairs /= 3
+	}
 	c.FidelityKs = []int{256, 8192}
 	return c
 }
