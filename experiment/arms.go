@@ -25,6 +25,39 @@ const (
 	ArmAnchor   = "ConGrad anchor gate (dev)"
 )
 
+// ArmKeys are the short names of the arms for --arms.
+var ArmKeys = map[string]string{
+	"all": ArmAll, "random": ArmRandom, "margin": ArmMargin, "balanced": ArmBalanced, "loss": ArmLoss,
+	"ownmean": ArmOwnMean, "less": ArmLESS, "congrad": ArmCongrad, "ema": ArmCongrEMA, "top": ArmCongrTop,
+	"noise": ArmNoise, "gate": ArmGate, "group": ArmGroup, "anchor": ArmAnchor, "oracle": ArmOracle,
+}
+
+// trainedArms is cfg.Arms resolved to arm names in table order (all arms
+// when empty); the loss baseline brings in the all-pairs run, its warm-up.
+func trainedArms(cfg Config) ([]string, error) {
+	if len(cfg.Arms) == 0 {
+		return Arms, nil
+	}
+	want := map[string]bool{}
+	for _, k := range cfg.Arms {
+		a, ok := ArmKeys[k]
+		if !ok {
+			return nil, fmt.Errorf("experiment: unknown arm %q", k)
+		}
+		want[a] = true
+	}
+	if want[ArmLoss] {
+		want[ArmAll] = true
+	}
+	var out []string
+	for _, a := range Arms {
+		if want[a] {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
 // GateRow is one language-level gate decision of one seed.
 type GateRow struct {
 	Seed          uint64

@@ -117,3 +117,22 @@ func decode(tk Task, li int, s string) []int {
 	}
 	return out
 }
+
+func TestTrainedArms(t *testing.T) {
+	c := DefaultConfig()
+	if got, err := trainedArms(c); err != nil || !slices.Equal(got, Arms) {
+		t.Errorf("default: %v %v", got, err)
+	}
+	c.Arms = []string{"gate", "loss", "random"}
+	got, err := trainedArms(c)
+	if want := []string{ArmAll, ArmRandom, ArmLoss, ArmGate}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %v %v, want %v (table order, all pairs brought in by loss)", got, err, want)
+	}
+	c.Arms = []string{"nope"}
+	if _, err := trainedArms(c); err == nil {
+		t.Error("unknown arm: want an error")
+	}
+	if len(ArmKeys) != len(Arms) {
+		t.Errorf("%d keys for %d arms", len(ArmKeys), len(Arms))
+	}
+}

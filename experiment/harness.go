@@ -126,6 +126,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Results, error) {
 	if len(cfg.Seeds) == 0 || cfg.Steps <= 0 || cfg.BatchSize <= 0 || cfg.SketchK <= 0 || cfg.GradBatch <= 0 || cfg.GroupSize <= 0 || cfg.DevPairs <= 0 {
 		return nil, fmt.Errorf("experiment: need seeds and positive Steps, BatchSize, SketchK, GradBatch, GroupSize, DevPairs")
 	}
+	if _, err := trainedArms(cfg); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	res := &Results{Config: cfg}
 	for _, seed := range cfg.Seeds {
@@ -280,8 +283,12 @@ func runSeed(ctx context.Context, cfg Config, seed uint64, res *Results, log io.
 		}
 	}
 
+	trained, err := trainedArms(cfg)
+	if err != nil {
+		return err
+	}
 	var warm *train.LoRA // the all-pairs run: the loss baseline's warm-up
-	for _, arm := range Arms {
+	for _, arm := range trained {
 		t := time.Now()
 		if arm == ArmLoss {
 			if warm == nil {

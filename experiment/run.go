@@ -36,6 +36,9 @@ type Config struct {
 	// trusted dev set of the LESS-style baseline and the anchor gate.
 	DevPairs int
 	DevKinds []string
+	// Arms restricts the trained arms (keys of ArmKeys); empty: all of them.
+	// The selections are computed either way.
+	Arms []string
 }
 
 // DefaultSeeds and DefaultEvalPairs size the full study (issue 13): 15
