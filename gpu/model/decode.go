@@ -33,8 +33,8 @@ func DecodeStep(cfg *Config, w WeightNodes, tok, pos *Node, ks, vs []*Node) (*No
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		mask := causal
-		if slidingLayer(cfg, i) {
-			mask = LogicalAnd(causal, LessThan(Sub(posB, keys), Scalar(g, dtypes.Int32, *cfg.SlidingWindow)))
+		if win := cfg.slidingWindow(i); win > 0 {
+			mask = LogicalAnd(causal, LessThan(Sub(posB, keys), Scalar(g, dtypes.Int32, win)))
 		}
 		m := BroadcastToDims(Reshape(mask, r, 1, 1, t), r, nh, 1, t)
 		x = layer(cfg, w, nil, p, x, func(h *Node) *Node {

@@ -51,8 +51,8 @@ func HiddenKV(cfg *Config, w WeightNodes, lora *LoRANodes, tokens *Node) (*Node,
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		mask := causal
-		if slidingLayer(cfg, i) {
-			mask = LogicalAnd(causal, slidingMask(g, t, *cfg.SlidingWindow))
+		if win := cfg.slidingWindow(i); win > 0 {
+			mask = LogicalAnd(causal, slidingMask(g, t, win))
 		}
 		x = layer(cfg, w, lora, p, x, func(h *Node) *Node {
 			q, k, v := qkv(cfg, w, lora, p, h)
@@ -68,16 +68,11 @@ func HiddenKV(cfg *Config, w WeightNodes, lora *LoRANodes, tokens *Node) (*Node,
 
 func embed(cfg *Config, w WeightNodes, tokens *Node) *Node {
 	x := Gather(w["model.embed_tokens.weight"], ExpandAxes(tokens, -1))
-	if cfg.Family() != Llama {
+	if cfg.gemmaLike() {
 		// Gemma scales embeddings by sqrt(hidden), rounded to the compute dtype as HF does.
 		x = MulScalar(x, float64(float32(math.Sqrt(float64(cfg.HiddenSize)))))
 	}
 	return x
-}
-
-func slidingLayer(cfg *Config, i int) bool {
-	// HF Gemma 2: even layers use the sliding window, odd layers are global.
-	return cfg.Family() == Gemma2 && cfg.SlidingWindow != nil && i%2 == 0
 }
 
 // layer applies one decoder block around the given attention function.
@@ -106,8 +101,8 @@ func Logits(cfg *Config, w WeightNodes, hidden *Node) *Node {
 	dims := hidden.Shape().Dimensions
 	flat := Reshape(hidden, -1, dims[len(dims)-1])
 	logits := DotGeneral(flat, []int{1}, nil, head, []int{1}, nil)
-	if cfg.FinalLogitSoftcapping != nil && *cfg.FinalLogitSoftcapping > 0 {
-		logits = softcap(logits, *cfg.FinalLogitSoftcapping)
+	if c := cfg.finalSoftcap(); c > 0 {
+		logits = softcap(logits, c)
 	}
 	out := append(append([]int{}, dims[:len(dims)-1]...), cfg.VocabSize)
 	return Reshape(logits, out...)
@@ -119,7 +114,7 @@ func rmsNorm(cfg *Config, x, w *Node) *Node {
 	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
 	// Div by Sqrt rather than Rsqrt: GoMLX defines no gradient for Rsqrt.
 	y := Div(x, bcast(Sqrt(AddScalar(ms, cfg.RMSNormEps)), x))
-	if cfg.Family() != Llama {
+	if cfg.gemmaLike() {
 		w = AddScalar(w, 1) // Gemma stores the scale as an offset from 1
 	}
 	return Mul(y, bcast(w, y))
@@ -174,13 +169,9 @@ func attend(cfg *Config, q, k, v, mask *Node) *Node {
 		k = Reshape(BroadcastToDims(InsertAxes(k, 3), n, s, kvh, rep, hd), n, s, nh, hd)
 		v = Reshape(BroadcastToDims(InsertAxes(v, 3), n, s, kvh, rep, hd), n, s, nh, hd)
 	}
-	scale := 1 / math.Sqrt(float64(hd))
-	if cfg.Family() != Llama {
-		scale = 1 / math.Sqrt(cfg.QueryPreAttnScalar)
-	}
-	scores := MulScalar(Einsum("nthd,nshd->nhts", q, k), scale)
-	if cfg.AttnLogitSoftcapping != nil && *cfg.AttnLogitSoftcapping > 0 {
-		scores = softcap(scores, *cfg.AttnLogitSoftcapping)
+	scores := MulScalar(Einsum("nthd,nshd->nhts", q, k), cfg.attnScale())
+	if c := cfg.attnSoftcap(); c > 0 {
+		scores = softcap(scores, c)
 	}
 	scores = Where(mask, scores, BroadcastToDims(Scalar(q.Graph(), scores.DType(), -1e9), n, nh, t, s))
 	probs := Softmax(scores, -1)
@@ -194,7 +185,7 @@ func mlp(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) *Node {
 	switch cfg.Activation() {
 	case "silu", "swish":
 		act = Mul(gate, Logistic(gate))
-	default: // GELU, tanh approximation (gelu_pytorch_tanh), as Gemma uses
+	default: // gelu_pytorch_tanh / gelu_new (Validate admits nothing else), as Gemma uses
 		c := math.Sqrt(2 / math.Pi)
 		inner := MulScalar(Add(gate, MulScalar(Mul(gate, Square(gate)), 0.044715)), c)
 		act = Mul(MulScalar(gate, 0.5), AddScalar(Tanh(inner), 1))
@@ -235,7 +226,8 @@ func rope(x, cos, sin *Node) *Node {
 	return Add(Mul(x, BroadcastToDims(c, d...)), Mul(rot, BroadcastToDims(s, d...)))
 }
 
-// slidingMask keeps keys within window positions of the query (HF Gemma 2: t-s < window).
+// slidingMask keeps keys within window positions of the query (HF Gemma-2
+// and Mistral: t-s < window).
 func slidingMask(g *Graph, t, window int) *Node {
 	q := Iota(g, shapes.Make(dtypes.Int32, t, t), 0)
 	k := Iota(g, shapes.Make(dtypes.Int32, t, t), 1)

@@ -13,55 +13,115 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
-func fixture(name string) string {
+func tokFixture(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "model", name)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "tokenizers", name)
 }
 
-// A checkpoint directory with HF names, a config.json and a tokenizer.json
-// loads through the same path a real Llama checkpoint would.
-func TestHFCheckpointWithTokenizerJSON(t *testing.T) {
+// writeCheckpoint writes config.json (verbatim), model.safetensors and
+// optional extra files into a new directory.
+func writeCheckpoint(t *testing.T, configJSON string, w map[string]*Tensor, files map[string]string) string {
+	t.Helper()
 	dir := t.TempDir()
-	cfg, err := ParseConfig([]byte(`{"model_type":"llama","vocab_size":269,"hidden_size":32,"intermediate_size":64,
-	 "num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":1,"max_position_embeddings":64,
-	 "tie_word_embeddings":false,"bos_token_id":266,"eos_token_id":[267],"pad_token_id":268}`))
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(configJSON), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := &Model{Config: cfg, Weights: InitWeights(cfg, 4)}
-	if err := m.Save(dir); err != nil {
+	if err := WriteSafetensors(filepath.Join(dir, "model.safetensors"), w, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)
 	}
-	tj, err := os.ReadFile(fixture("bpe-tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644)
-	got, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
+	return dir
+}
+
+// Checkpoint directories with a byte-level (Llama-3 layout) and a
+// SentencePiece-style (Gemma layout) tokenizer.json load through the path a
+// real checkpoint takes: HF-exact ids, BOS from the post-processor, EOS and
+// PAD from config.json, and every language round-trips.
+func TestHFCheckpointWithTokenizerJSON(t *testing.T) {
+	cases := []struct {
+		fixture, config string
+		bos, eos, pad   int
+	}{
+		{"llama3-style.json", `{"model_type":"llama","vocab_size":961,"hidden_size":32,"intermediate_size":64,
+		 "num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":1,"max_position_embeddings":64,
+		 "bos_token_id":956,"eos_token_id":[957,960]}`, 956, 957, 957},
+		{"gemma-style.json", `{"model_type":"gemma","vocab_size":1427,"hidden_size":32,"intermediate_size":64,
+		 "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"head_dim":16,"max_position_embeddings":64,
+		 "bos_token_id":1,"eos_token_id":2,"pad_token_id":0}`, 1, 2, 0},
 	}
-	if _, ok := got.Weights["lm_head.weight"]; !ok || got.Config.Tied() {
-		t.Fatal("untied lm_head not loaded")
-	}
-	tok := got.Tok
-	if tok.BOS() != 266 || tok.EOS() != 267 || tok.PAD() != 268 || tok.VocabSize() != 269 {
-		t.Fatalf("special ids %d %d %d vocab %d", tok.BOS(), tok.EOS(), tok.PAD(), tok.VocabSize())
-	}
-	ids := tok.Encode("the thing")
-	if len(ids) >= len("the thing") {
-		t.Errorf("merges not applied: %v", ids)
-	}
-	for lang, s := range multilingual {
-		ids := tok.Encode(s)
-		for _, id := range ids {
-			if id < 0 || id >= 266 {
-				t.Fatalf("%s: id %d", lang, id)
+	for _, c := range cases {
+		t.Run(c.fixture, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte(c.config))
+			if err != nil {
+				t.Fatal(err)
 			}
+			tj, err := os.ReadFile(tokFixture(c.fixture))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := writeCheckpoint(t, c.config, InitWeights(cfg, 4), map[string]string{"tokenizer.json": string(tj)})
+			if err := CheckDir(dir); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Family() == Llama && (got.Config.Tied() || got.Weights["lm_head.weight"] == nil) {
+				t.Fatal("Llama without tie_word_embeddings must use its lm_head (HF default false)")
+			}
+			tok := got.Tok
+			if tok.BOS() != c.bos || tok.EOS() != c.eos || tok.PAD() != c.pad || tok.VocabSize() != cfg.VocabSize {
+				t.Fatalf("special ids %d %d %d vocab %d", tok.BOS(), tok.EOS(), tok.PAD(), tok.VocabSize())
+			}
+			if ids := tok.Encode("the thing"); len(ids) >= len("the thing") {
+				t.Errorf("merges not applied: %v", ids)
+			}
+			for lang, s := range multilingual {
+				ids := tok.Encode(s)
+				for _, id := range ids {
+					if id < 0 || id >= cfg.VocabSize {
+						t.Fatalf("%s: id %d", lang, id)
+					}
+				}
+				if back := tok.Decode(append([]int{c.bos}, append(ids, c.eos)...)); back != s {
+					t.Errorf("%s: %q -> %q", lang, s, back)
+				}
+			}
+		})
+	}
+}
+
+// tokenizer_config.json settings under which transformers would not use
+// tokenizer.json as it is are refused, naming the field.
+func TestTokenizerConfigRefusals(t *testing.T) {
+	cfg := `{"model_type":"gemma","vocab_size":1427,"hidden_size":32,"intermediate_size":64,
+	 "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"head_dim":16,"max_position_embeddings":64}`
+	c, err := ParseConfig([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tj, _ := os.ReadFile(tokFixture("gemma-style.json"))
+	w := InitWeights(c, 1)
+	for tc, field := range map[string]string{
+		`{"add_eos_token": true}`:     "add_eos_token",
+		`{"add_bos_token": false}`:    "add_bos_token",
+		`{"from_slow": true}`:         "from_slow",
+		`{"add_prefix_space": false}`: "add_prefix_space",
+	} {
+		dir := writeCheckpoint(t, cfg, w, map[string]string{"tokenizer.json": string(tj), "tokenizer_config.json": tc})
+		if err := CheckDir(dir); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: err = %v", tc, err)
 		}
-		if back := tok.Decode(append([]int{266}, append(ids, 267)...)); back != s {
-			t.Errorf("%s: %q -> %q", lang, s, back)
-		}
+	}
+	dir := writeCheckpoint(t, cfg, w, map[string]string{"tokenizer.json": string(tj),
+		"tokenizer_config.json": `{"add_bos_token": true, "add_eos_token": false, "tokenizer_class": "GemmaTokenizer"}`})
+	if err := CheckDir(dir); err != nil {
+		t.Errorf("consistent tokenizer_config.json refused: %v", err)
 	}
 }
 

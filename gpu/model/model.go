@@ -67,7 +67,7 @@ func initTensor(cfg *Config, seed uint64, s WeightSpec) *Tensor {
 	t := &Tensor{Dims: s.Dims}
 	t.Data = make([]float32, t.Size())
 	if len(s.Dims) == 1 {
-		if cfg.Family() == Llama {
+		if !cfg.gemmaLike() {
 			for i := range t.Data {
 				t.Data[i] = 1
 			}
@@ -85,13 +85,87 @@ func initTensor(cfg *Config, seed uint64, s WeightSpec) *Tensor {
 // CheckWeights verifies that every tensor the config needs is present with the
 // right shape; the error names the first offending tensor.
 func CheckWeights(cfg *Config, w map[string]*Tensor) error {
+	info := make(map[string]TensorInfo, len(w))
+	for n, t := range w {
+		info[n] = TensorInfo{DType: "F32", Shape: t.Dims}
+	}
+	return checkTensorSet(cfg, info)
+}
+
+// checkTensorSet checks names and shapes against the config: every tensor
+// the config implies must be there with its shape, and every tensor there
+// must be used (never silently ignored). Two kinds of extra tensors are let
+// through here and checked against their values by checkExtras: RoPE
+// inv_freq buffers of older conversions, and lm_head.weight next to tied
+// embeddings.
+func checkTensorSet(cfg *Config, info map[string]TensorInfo) error {
+	hint := ""
+	if len(cfg.defaulted) > 0 {
+		hint = fmt.Sprintf(" (config.json leaves %s at HF defaults)", strings.Join(cfg.defaulted, ", "))
+	}
+	need := map[string]bool{}
 	for _, s := range cfg.WeightShapes() {
-		t, ok := w[s.Name]
+		need[s.Name] = true
+		t, ok := info[s.Name]
 		if !ok {
-			return fmt.Errorf("%w: tensor %q missing from checkpoint", ErrConfig, s.Name)
+			return fmt.Errorf("%w: tensor %q missing from checkpoint%s", ErrConfig, s.Name, hint)
 		}
-		if !equalDims(t.Dims, s.Dims) {
-			return fmt.Errorf("%w: tensor %q has shape %v, config implies %v", ErrConfig, s.Name, t.Dims, s.Dims)
+		if !equalDims(t.Shape, s.Dims) {
+			return fmt.Errorf("%w: tensor %q has shape %v, config implies %v%s", ErrConfig, s.Name, t.Shape, s.Dims, hint)
+		}
+	}
+	names := make([]string, 0, len(info))
+	for n := range info {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		switch {
+		case need[n]:
+		case n == "lm_head.weight" && cfg.Tied():
+			if !equalDims(info[n].Shape, []int{cfg.VocabSize, cfg.HiddenSize}) {
+				return fmt.Errorf("%w: tensor %q has shape %v but tie_word_embeddings is true", ErrConfig, n, info[n].Shape)
+			}
+		case isInvFreq(n):
+		default:
+			return fmt.Errorf("%w: tensor %q is in the checkpoint but model_type %q with this config does not use it%s",
+				ErrConfig, n, cfg.ModelType, hint)
+		}
+	}
+	return nil
+}
+
+func isInvFreq(name string) bool {
+	return strings.HasPrefix(name, "model.layers.") && strings.HasSuffix(name, ".self_attn.rotary_emb.inv_freq")
+}
+
+// checkExtras verifies the tensors checkTensorSet let through and removes
+// them: an inv_freq buffer must equal the RoPE frequencies rope_theta gives,
+// and a lm_head.weight next to tied embeddings must equal the embeddings
+// (HF would silently use the embeddings).
+func checkExtras(cfg *Config, w map[string]*Tensor) error {
+	for n, t := range w {
+		switch {
+		case n == "lm_head.weight" && cfg.Tied():
+			emb := w["model.embed_tokens.weight"]
+			for i, v := range t.Data {
+				if math.Float32bits(v) != math.Float32bits(emb.Data[i]) {
+					return fmt.Errorf("%w: tensor %q differs from model.embed_tokens.weight but tie_word_embeddings is true (HF would ignore it)", ErrConfig, n)
+				}
+			}
+			delete(w, n)
+		case isInvFreq(n):
+			d := cfg.HeadDim
+			if !equalDims(t.Dims, []int{d / 2}) {
+				return fmt.Errorf("%w: tensor %q has shape %v, head_dim %d implies [%d]", ErrConfig, n, t.Dims, d, d/2)
+			}
+			for i, v := range t.Data {
+				want := 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(d))
+				if math.Abs(float64(v)-want) > 1e-2*want {
+					return fmt.Errorf("%w: tensor %q[%d] = %g, rope_theta %g gives %g", ErrConfig, n, i, v, cfg.RopeTheta, want)
+				}
+			}
+			delete(w, n)
 		}
 	}
 	return nil
@@ -109,19 +183,135 @@ func equalDims(a, b []int) bool {
 	return true
 }
 
-// Load reads a checkpoint directory: config.json, every *.safetensors file
-// (sharded checkpoints included) and tokenizer.json when present (else the
-// byte tokenizer, which only fits vocab_size 259).
-func Load(dir string) (*Model, error) {
+// checkpointFiles lists the safetensors files transformers would read from
+// dir: model.safetensors, else the shards model.safetensors.index.json names.
+// index is the index's weight_map (nil for a single file).
+func checkpointFiles(dir string) (files []string, index map[string]string, err error) {
+	if single := filepath.Join(dir, "model.safetensors"); fileExists(single) {
+		return []string{single}, nil, nil
+	}
+	ip := filepath.Join(dir, "model.safetensors.index.json")
+	b, err := os.ReadFile(ip)
+	if err != nil {
+		return nil, nil, fmt.Errorf("no model.safetensors or model.safetensors.index.json")
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil || len(idx.WeightMap) == 0 {
+		return nil, nil, fmt.Errorf("model.safetensors.index.json: no weight_map (%v)", err)
+	}
+	seen := map[string]bool{}
+	for _, f := range idx.WeightMap {
+		if strings.ContainsAny(f, `/\`) || f == ".." {
+			return nil, nil, fmt.Errorf("model.safetensors.index.json: shard %q outside the directory", f)
+		}
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, filepath.Join(dir, f))
+		}
+	}
+	sort.Strings(files)
+	return files, idx.WeightMap, nil
+}
+
+// readHeaders reads the headers of files and checks them against the index:
+// every tensor in exactly one file, and where the index says.
+func readHeaders(files []string, index map[string]string) (map[string]TensorInfo, error) {
+	all := map[string]TensorInfo{}
+	where := map[string]string{}
+	for _, f := range files {
+		h, _, err := ReadSafetensorsHeader(f)
+		if err != nil {
+			return nil, err
+		}
+		for n, t := range h {
+			if prev, dup := where[n]; dup {
+				return nil, fmt.Errorf("tensor %q is in both %s and %s", n, filepath.Base(prev), filepath.Base(f))
+			}
+			if index != nil && index[n] != filepath.Base(f) {
+				return nil, fmt.Errorf("tensor %q is in %s but model.safetensors.index.json says %q", n, filepath.Base(f), index[n])
+			}
+			where[n] = f
+			all[n] = t
+		}
+	}
+	for n, f := range index {
+		if _, ok := all[n]; !ok {
+			return nil, fmt.Errorf("model.safetensors.index.json lists %q in %s, which does not have it", n, f)
+		}
+	}
+	return all, nil
+}
+
+// CheckDir validates a checkpoint directory without loading weights:
+// config.json (HF defaults, refused fields), the safetensors headers (every
+// tensor the config needs with its shape and a supported dtype, no tensor
+// left unused) and the tokenizer (tokenizer.json and tokenizer_config.json,
+// or the byte tokenizer when vocab_size is 259). Load does the same checks
+// and, with the data, the ones CheckDir cannot do cheaply (a lm_head next to
+// tied embeddings must equal them; inv_freq buffers must match rope_theta).
+func CheckDir(dir string) error {
+	cfg, files, index, err := loadDirConfig(dir)
+	if err != nil {
+		return err
+	}
+	info, err := readHeaders(files, index)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if err := checkTensorSet(cfg, info); err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if _, err := loadDirTokenizer(dir, cfg); err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	return nil
+}
+
+func loadDirConfig(dir string) (*Config, []string, map[string]string, error) {
 	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	files, index, err := checkpointFiles(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	return cfg, files, index, nil
+}
+
+func loadDirTokenizer(dir string, cfg *Config) (Tokenizer, error) {
+	if tj := filepath.Join(dir, "tokenizer.json"); fileExists(tj) {
+		return LoadHFTokenizer(tj, cfg)
+	}
+	if cfg.VocabSize != 259 {
+		return nil, fmt.Errorf("no tokenizer.json and vocab_size %d is not the byte tokenizer's 259", cfg.VocabSize)
+	}
+	return ByteTokenizer{}, nil
+}
+
+// Load reads a checkpoint directory as transformers would: config.json with
+// HF defaults, model.safetensors or the shards of
+// model.safetensors.index.json, and tokenizer.json (else the byte
+// tokenizer, which only fits vocab_size 259). Anything it cannot compute
+// exactly is an error naming the field, tensor or tokenizer feature.
+func Load(dir string) (*Model, error) {
+	cfg, files, index, err := loadDirConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	info, err := readHeaders(files, index)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if len(files) == 0 {
-		return nil, fmt.Errorf("load %s: no .safetensors files", dir)
+	if err := checkTensorSet(cfg, info); err != nil {
+		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	sort.Strings(files)
+	tok, err := loadDirTokenizer(dir, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", dir, err)
+	}
 	w := map[string]*Tensor{}
 	for _, f := range files {
 		ts, _, err := ReadSafetensors(f)
@@ -132,16 +322,8 @@ func Load(dir string) (*Model, error) {
 			w[n] = t
 		}
 	}
-	if err := CheckWeights(cfg, w); err != nil {
+	if err := checkExtras(cfg, w); err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
-	}
-	var tok Tokenizer = ByteTokenizer{}
-	if tj := filepath.Join(dir, "tokenizer.json"); fileExists(tj) {
-		if tok, err = LoadHFTokenizer(tj, cfg); err != nil {
-			return nil, fmt.Errorf("load %s: %w", dir, err)
-		}
-	} else if cfg.VocabSize != 259 {
-		return nil, fmt.Errorf("load %s: no tokenizer.json and vocab_size %d is not the byte tokenizer's 259", dir, cfg.VocabSize)
 	}
 	return &Model{Ref: dir, Config: cfg, Tok: tok, Weights: w}, nil
 }

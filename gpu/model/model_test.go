@@ -122,7 +122,7 @@ func TestParseConfigHF(t *testing.T) {
 		t.Fatalf("config %+v params %d", c, c.ParamCount())
 	}
 	for _, bad := range []string{`{"model_type":"gpt2"}`, `{"model_type":"qwen2"}`,
-		`{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"rope_scaling":{"rope_type":"llama3","factor":8.0}}`, `{"model_type":"llama","vocab_size":10}`, `{`,
+		`{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"rope_scaling":{"rope_type":"llama3","factor":8.0}}`, `{`,
 		`{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2,"max_position_embeddings":8}`} {
 		if _, err := ParseConfig([]byte(bad)); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: err = %v", bad, err)

@@ -18,6 +18,7 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 	T, H := len(toks), c.HiddenSize
 	nh, kvh, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	g2 := c.Family() == Gemma2
+	gemma := c.gemmaLike()
 	mat := func(name string, x []float64) []float64 { // x @ W^T, W [out, in]
 		t := w[name]
 		out := make([]float64, t.Dims[0])
@@ -37,7 +38,7 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 		out := make([]float64, len(x))
 		for i, v := range x {
 			s := float64(w[name].Data[i])
-			if c.Family() != Llama {
+			if gemma {
 				s++
 			}
 			out[i] = v / ms * s
@@ -60,11 +61,11 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 		}
 		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
 	}
-	capf := func(x float64, cp *float64) float64 {
-		if cp == nil || *cp <= 0 {
+	capf := func(x float64, cp float64) float64 {
+		if cp <= 0 {
 			return x
 		}
-		return *cp * math.Tanh(x / *cp)
+		return cp * math.Tanh(x/cp)
 	}
 	x := make([][]float64, T)
 	emb := w["model.embed_tokens.weight"]
@@ -72,7 +73,7 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 		x[t] = make([]float64, H)
 		for i := range x[t] {
 			x[t][i] = float64(emb.Data[id*H+i])
-			if c.Family() != Llama {
+			if gemma {
 				x[t][i] *= float64(float32(math.Sqrt(float64(H))))
 			}
 		}
@@ -87,9 +88,10 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 			rope(k[t], t)
 		}
 		scale := 1 / math.Sqrt(float64(hd))
-		if c.Family() != Llama {
+		if g2 { // query_pre_attn_scalar is Gemma-2 only
 			scale = 1 / math.Sqrt(c.QueryPreAttnScalar)
 		}
+		window := c.slidingWindow(l)
 		for t := range x {
 			att := make([]float64, nh*hd)
 			for h := 0; h < nh; h++ {
@@ -98,14 +100,14 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 				mx := math.Inf(-1)
 				for s := 0; s <= t; s++ {
 					sc[s] = math.Inf(-1)
-					if g2 && c.SlidingWindow != nil && l%2 == 0 && t-s >= *c.SlidingWindow {
+					if window > 0 && t-s >= window {
 						continue
 					}
 					d := 0.0
 					for i := 0; i < hd; i++ {
 						d += q[t][h*hd+i] * k[s][kv*hd+i]
 					}
-					sc[s] = capf(d*scale, c.AttnLogitSoftcapping)
+					sc[s] = capf(d*scale, c.attnSoftcap())
 					mx = math.Max(mx, sc[s])
 				}
 				z := 0.0
@@ -154,7 +156,7 @@ func refForward(c *Config, w map[string]*Tensor, toks []int) [][]float64 {
 	for t := range x {
 		out[t] = mat(head, rms("model.norm.weight", x[t]))
 		for i := range out[t] {
-			out[t][i] = capf(out[t][i], c.FinalLogitSoftcapping)
+			out[t][i] = capf(out[t][i], c.finalSoftcap())
 		}
 	}
 	return out
@@ -172,11 +174,16 @@ func TestGraphMatchesReferenceForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mistral, err := ParseConfig([]byte(`{"model_type":"mistral","vocab_size":259,"hidden_size":32,"intermediate_size":48,
+	 "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,"sliding_window":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	untied := *TinyConfig()
 	f := false
 	untied.TieWordEmbeddings = &f
 	be, _ := NewBackend(DefaultBackendSpec)
-	for name, cfg := range map[string]*Config{"llama-tiny": TinyConfig(), "llama-untied": &untied, "gemma": gemma, "gemma2": gemma2} {
+	for name, cfg := range map[string]*Config{"llama-tiny": TinyConfig(), "llama-untied": &untied, "gemma": gemma, "gemma2": gemma2, "mistral-sliding": mistral} {
 		t.Run(name, func(t *testing.T) {
 			w := InitWeights(cfg, 21)
 			// Random norm scales, so 1+w (Gemma) vs w (Llama) matters.

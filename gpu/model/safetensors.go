@@ -38,6 +38,94 @@ type stEntry struct {
 	Offsets [2]int64 `json:"data_offsets"`
 }
 
+// TensorInfo is one tensor's entry in a safetensors header.
+type TensorInfo struct {
+	DType string
+	Shape []int
+}
+
+var dtypeWidth = map[string]int{"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
+
+// stHeader is a parsed, validated safetensors header.
+type stHeader struct {
+	entries   map[string]stEntry
+	meta      map[string]string
+	dataStart int64
+}
+
+func readHeader(f *os.File, path string) (*stHeader, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("safetensors %s: %w", path, err)
+	}
+	var hlen uint64
+	if err := binary.Read(f, binary.LittleEndian, &hlen); err != nil {
+		return nil, fmt.Errorf("%w %s: header length: %v", ErrSafetensors, path, err)
+	}
+	if hlen > maxHeader || int64(hlen)+8 > st.Size() {
+		return nil, fmt.Errorf("%w %s: header length %d out of range (file %d bytes)", ErrSafetensors, path, hlen, st.Size())
+	}
+	hb := make([]byte, hlen)
+	if _, err := io.ReadFull(f, hb); err != nil {
+		return nil, fmt.Errorf("%w %s: header: %v", ErrSafetensors, path, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(hb, &raw); err != nil {
+		return nil, fmt.Errorf("%w %s: header json: %v", ErrSafetensors, path, err)
+	}
+	h := &stHeader{entries: map[string]stEntry{}, meta: map[string]string{}, dataStart: int64(8 + hlen)}
+	dataLen := st.Size() - h.dataStart
+	for name, r := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(r, &h.meta); err != nil {
+				return nil, fmt.Errorf("%w %s: metadata: %v", ErrSafetensors, path, err)
+			}
+			continue
+		}
+		var e stEntry
+		if err := json.Unmarshal(r, &e); err != nil {
+			return nil, fmt.Errorf("%w %s: tensor %q: %v", ErrSafetensors, path, name, err)
+		}
+		n := 1
+		for _, d := range e.Shape {
+			if d < 0 {
+				return nil, fmt.Errorf("%w %s: tensor %q: negative dim", ErrSafetensors, path, name)
+			}
+			n *= d
+		}
+		width, ok := dtypeWidth[e.DType]
+		if !ok {
+			return nil, fmt.Errorf("%w %s: tensor %q: dtype %s not supported (F32, BF16, F16, F64)", ErrSafetensors, path, name, e.DType)
+		}
+		b, end := e.Offsets[0], e.Offsets[1]
+		if b < 0 || end < b || end > dataLen || end-b != int64(n*width) {
+			return nil, fmt.Errorf("%w %s: tensor %q: offsets %v do not match shape %v %s (data %d bytes)",
+				ErrSafetensors, path, name, e.Offsets, e.Shape, e.DType, dataLen)
+		}
+		h.entries[name] = e
+	}
+	return h, nil
+}
+
+// ReadSafetensorsHeader reads and validates only the header of a
+// .safetensors file: every tensor's dtype and shape, no data.
+func ReadSafetensorsHeader(path string) (map[string]TensorInfo, map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("safetensors %s: %w", path, err)
+	}
+	defer f.Close()
+	h, err := readHeader(f, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string]TensorInfo, len(h.entries))
+	for n, e := range h.entries {
+		out[n] = TensorInfo{DType: e.DType, Shape: append([]int{}, e.Shape...)}
+	}
+	return out, h.meta, nil
+}
+
 // ReadSafetensors reads every tensor of a .safetensors file, converting
 // F32/BF16/F16/F64 to float32. Metadata is returned separately.
 func ReadSafetensors(path string) (map[string]*Tensor, map[string]string, error) {
@@ -46,63 +134,22 @@ func ReadSafetensors(path string) (map[string]*Tensor, map[string]string, error)
 		return nil, nil, fmt.Errorf("safetensors %s: %w", path, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	h, err := readHeader(f, path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("safetensors %s: %w", path, err)
+		return nil, nil, err
 	}
-	var hlen uint64
-	if err := binary.Read(f, binary.LittleEndian, &hlen); err != nil {
-		return nil, nil, fmt.Errorf("%w %s: header length: %v", ErrSafetensors, path, err)
-	}
-	if hlen > maxHeader || int64(hlen)+8 > st.Size() {
-		return nil, nil, fmt.Errorf("%w %s: header length %d out of range (file %d bytes)", ErrSafetensors, path, hlen, st.Size())
-	}
-	hb := make([]byte, hlen)
-	if _, err := io.ReadFull(f, hb); err != nil {
-		return nil, nil, fmt.Errorf("%w %s: header: %v", ErrSafetensors, path, err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(hb, &raw); err != nil {
-		return nil, nil, fmt.Errorf("%w %s: header json: %v", ErrSafetensors, path, err)
-	}
-	dataStart := int64(8 + hlen)
-	dataLen := st.Size() - dataStart
-	meta := map[string]string{}
 	out := map[string]*Tensor{}
-	for name, r := range raw {
-		if name == "__metadata__" {
-			if err := json.Unmarshal(r, &meta); err != nil {
-				return nil, nil, fmt.Errorf("%w %s: metadata: %v", ErrSafetensors, path, err)
-			}
-			continue
-		}
-		var e stEntry
-		if err := json.Unmarshal(r, &e); err != nil {
-			return nil, nil, fmt.Errorf("%w %s: tensor %q: %v", ErrSafetensors, path, name, err)
-		}
-		n := 1
-		for _, d := range e.Shape {
-			if d < 0 {
-				return nil, nil, fmt.Errorf("%w %s: tensor %q: negative dim", ErrSafetensors, path, name)
-			}
-			n *= d
-		}
-		width, ok := map[string]int{"F32": 4, "BF16": 2, "F16": 2, "F64": 8}[e.DType]
-		if !ok {
-			return nil, nil, fmt.Errorf("%w %s: tensor %q: dtype %s not supported (F32, BF16, F16, F64)", ErrSafetensors, path, name, e.DType)
-		}
+	for name, e := range h.entries {
 		b, end := e.Offsets[0], e.Offsets[1]
-		if b < 0 || end < b || end > dataLen || end-b != int64(n*width) {
-			return nil, nil, fmt.Errorf("%w %s: tensor %q: offsets %v do not match shape %v %s (data %d bytes)",
-				ErrSafetensors, path, name, e.Offsets, e.Shape, e.DType, dataLen)
-		}
 		buf := make([]byte, end-b)
-		if _, err := f.ReadAt(buf, dataStart+b); err != nil {
+		if _, err := f.ReadAt(buf, h.dataStart+b); err != nil {
 			return nil, nil, fmt.Errorf("%w %s: tensor %q data: %v", ErrSafetensors, path, name, err)
 		}
-		out[name] = &Tensor{Dims: append([]int{}, e.Shape...), Data: decode(buf, e.DType, n)}
+		t := &Tensor{Dims: append([]int{}, e.Shape...)}
+		t.Data = decode(buf, e.DType, t.Size())
+		out[name] = t
 	}
-	return out, meta, nil
+	return out, h.meta, nil
 }
 
 func decode(buf []byte, dtype string, n int) []float32 {

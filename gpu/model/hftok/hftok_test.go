@@ -1,0 +1,101 @@
+package hftok
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSplitRegexLikeOniguruma(t *testing.T) {
+	cases := map[string][]string{
+		"a   b":          {"a", "  ", " b"},        // \s+(?!\S) leaves the last space to " b"
+		"a   ":           {"a", "   "},             // at the end the whole run
+		"hello؟ world":   {"hello", "؟", " world"}, // letter / punctuation boundary
+		"I'm 12345":      {"I", "'m", " 12345"},
+		"x\u00a0\u3000y": {"x", "\u00a0", "\u3000", "y"}, // Unicode whitespace is \s; only " " joins a word
+	}
+	for in, want := range cases {
+		var got []string
+		for _, m := range gpt2Regex.find(in) {
+			got = append(got, in[m[0]:m[1]])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRefusesWhatItDoesNotImplement(t *testing.T) {
+	base, err := os.ReadFile(testdata("llama2-style.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(base)
+	edits := map[string][2]string{
+		"unknown top-level key":  {`"version":"1.0"`, `"version":"1.0","future_option":true`},
+		"unknown model key":      {`"ignore_merges":false`, `"ignore_merges":false,"new_knob":1`},
+		"BPE dropout":            {`"dropout":null`, `"dropout":0.1`},
+		"unknown normalizer":     {`{"type":"Prepend","prepend":"▁"}`, `{"type":"Precompiled","precompiled_charsmap":"AA=="}`},
+		"lookbehind regex":       {`"pattern":{"String":" "}`, `"pattern":{"Regex":"(?<=a) "}`},
+		"Unigram model":          {`"type":"BPE"`, `"type":"Unigram"`},
+		"unknown decoder":        {`{"type":"Fuse"}`, `{"type":"CTC"}`},
+		"unknown post-processor": {`"post_processor":{"type":"TemplateProcessing"`, `"post_processor":{"type":"RobertaProcessing"`},
+	}
+	for name, e := range edits {
+		if !strings.Contains(s, e[0]) {
+			t.Fatalf("%s: fixture has no %q", name, e[0])
+		}
+		_, err := Parse([]byte(strings.Replace(s, e[0], e[1], 1)))
+		if !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: err = %v, want ErrUnsupported", name, err)
+		}
+	}
+	meta, _ := os.ReadFile(testdata("metaspace-style.json"))
+	withNorm := strings.Replace(string(meta), `"normalizer":null`, `"normalizer":{"type":"NFC"}`, 1)
+	if _, err := Parse([]byte(withNorm)); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Metaspace first after a normalizer: err = %v", err)
+	}
+}
+
+// Characters outside the vocabulary become <0xXX> byte tokens, never <unk>.
+func TestByteFallback(t *testing.T) {
+	tok, err := Load(testdata("llama2-style.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tok.Encode("𠀀", false) // F0 A0 80 80, not in the fixture's alphabet
+	var want []int
+	for _, b := range []string{"<0xF0>", "<0xA0>", "<0x80>", "<0x80>"} {
+		id, ok := tok.TokenID(b)
+		if !ok {
+			t.Fatal(b)
+		}
+		want = append(want, id)
+	}
+	if len(ids) != 5 || !slices.Equal(ids[1:], want) {
+		t.Fatalf("ids %v, want ▁ then %v", ids, want)
+	}
+	if tok.Decode(ids, true) != "𠀀" {
+		t.Fatalf("decode %q", tok.Decode(ids, true))
+	}
+	if p, s := tok.Template(); !slices.Equal(p, []int{1}) || len(s) != 0 {
+		t.Fatalf("template %v %v", p, s)
+	}
+}
+
+func TestLossyUTF8LikeRust(t *testing.T) {
+	cases := map[string]string{
+		"ok":                 "ok",
+		"\xe4\xb8":           "\uFFFD",       // truncated sequence: one maximal subpart
+		"\xff\xfe":           "\uFFFD\uFFFD", // two invalid bytes: two
+		"a\xe4\xb8b\xf0\x9f": "a\uFFFDb\uFFFD",
+		"\xed\xa0\x80":       "\uFFFD\uFFFD\uFFFD", // surrogate: ED then A0 outside 80..9F
+	}
+	for in, want := range cases {
+		if got := lossyUTF8([]byte(in)); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
