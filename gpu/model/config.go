@@ -383,7 +383,9 @@ func (c *Config) parseRope(raw map[string]json.RawMessage, present func(string) 
 			}
 		}
 	}
-	if rs := strings.TrimSpace(string(c.RopeScaling)); rs != "" && rs != "null" {
+	if rs := strings.TrimSpace(string(c.RopeScaling)); rs == "null" {
+		c.RopeScaling = nil
+	} else if rs != "" {
 		var m map[string]json.RawMessage
 		ok := json.Unmarshal(c.RopeScaling, &m) == nil
 		for k, v := range m {
