@@ -1,64 +1,145 @@
 #!/usr/bin/env bash
 # gpu-check.sh: per-pair LP-DPO gradient extraction + device sketching on a
-# Gemma-2-2B-shaped model (random weights) at sequence length 1024, on one GPU
-# through GoMLX's XLA backend (PJRT CUDA plugin). Prints pairs/s, MFU against
-# 989 TFLOP/s (H100 SXM dense bf16), peak device memory and the sketch's share
-# of the time; docs/perf/gpu.md records runs.
+# Gemma-2-2B-shaped model (random weights) at sequence length 1024, bf16, on
+# one GPU through GoMLX's XLA backend (PJRT CUDA plugin loaded at run time).
+# Prints pairs/s, MFU (model FLOPs / s over the GPU's dense bf16 peak), peak
+# device memory (from XLA, and from nvidia-smi), the sketch's share of the
+# time and a correctness check (device sketch = host sketch of the exact
+# gradients). docs/perf/gpu.md says how to run it on a lent device and what
+# each figure means.
 #
-#   scripts/gpu-check.sh            # GPU run (needs CGO, nvidia-smi, a PJRT CUDA plugin)
-#   scripts/gpu-check.sh --dry-run  # same script, tiny shapes, pure-Go backend (CI, no GPU)
+#   scripts/gpu-check.sh            # GPU run: prebuilt binary, PJRT CUDA plugin
+#   scripts/gpu-check.sh --dry-run  # the same phases, tiny model, Go backend, no GPU
+#                                   # (run by `go test ./gpu/bench`)
 #
 # Environment:
-#   GOMLX_BACKEND   GPU run: default xla:cuda (go-xla's auto-install needs internet;
-#                   offline use xla:/path/to/pjrt_c_api_cuda_plugin.so or set
-#                   PJRT_PLUGIN_LIBRARY_PATH to the plugin's directory)
-#   MODEL SEQ BATCH STEPS DTYPE K RANK PEAK   override the workload
-#   GPU_CHECK_OUT   where the binary and logs go (default a temp dir)
-#   GRADBENCH       a prebuilt gradbench binary (the GPU machine has no Go toolchain:
-#                   build it here with `make gradbench-xla` and carry bin/gradbench-xla)
+#   GRADBENCH       prebuilt binary (default bin/gradbench-xla, from `make gradbench-xla`;
+#                   the dry run builds a plain one when unset)
+#   GOMLX_BACKEND   GPU run: xla:/path/to/xla_cuda_plugin.so; when unset the plugin is
+#                   looked up in the Python site-packages (jax_plugins/xla_cuda13, then
+#                   xla_cuda12). Dry run: go:ops_sequential.
+#   GPU_CHECK_BUDGET_S  time limit of the whole script (default 360 s; every phase
+#                   runs under `timeout`, and gradbench itself gets a budget)
+#   MODEL SEQ BATCH STEPS DTYPE K RANK PEAK   override the workload (PEAK 0 = from the GPU name)
+#   BATCH1=1        also run batch 1 (the LESS-style one-pair-per-call baseline) if time is left
+#   GPU_CHECK_OUT   where logs go (default a temp dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dry=0
+[[ "${1:-}" == "--dry-run" ]] && dry=1
 out="${GPU_CHECK_OUT:-$(mktemp -d)}"
 mkdir -p "$out"
+log="$out/gpu-check.log"
+: >"$log"
+budget="${GPU_CHECK_BUDGET_S:-360}"
+t_start=$SECONDS
+left() { echo $((budget - (SECONDS - t_start))); }
+say() { echo "$*" | tee -a "$log"; }
+have_timeout=1
+command -v timeout >/dev/null || have_timeout=0
 
-if [[ "${1:-}" == "--dry-run" ]]; then
-  echo "== gpu-check dry run: tiny model, Go backend ($(date -u +%FT%TZ))"
-  go build -o "$out/gradbench" ./gpu/cmd/gradbench
-  GOMLX_BACKEND="${GOMLX_BACKEND:-go:ops_sequential}" "$out/gradbench" \
-    -model "${MODEL:-tiny}" -seq "${SEQ:-32}" -batch "${BATCH:-2}" -steps "${STEPS:-1}" \
-    -k "${K:-256}" -rank "${RANK:-4}" -dtype f32 -peak "${PEAK:-989}"
-  exit 0
-fi
-
-echo "== gpu-check: $(date -u +%FT%TZ) on $(hostname)"
-command -v nvidia-smi >/dev/null || { echo "gpu-check: nvidia-smi not found (use --dry-run without a GPU)" >&2; exit 2; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-if [[ -n "${GRADBENCH:-}" ]]; then
-  echo "== using prebuilt $GRADBENCH"
-  cp "$GRADBENCH" "$out/gradbench"
-else
-  echo "== build (cgo, -tags xla)"
-  command -v go >/dev/null || { echo "gpu-check: no Go toolchain here; set GRADBENCH to a binary built with 'make gradbench-xla'" >&2; exit 2; }
-  CGO_ENABLED=1 go build -tags xla -o "$out/gradbench" ./gpu/cmd/gradbench
-fi
-
-# Peak device memory: sample nvidia-smi while the benchmark runs (XLA's
-# allocator does not preallocate by default, so used memory tracks demand).
-nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$out/mem.log" &
-mon=$!
-trap 'kill "$mon" 2>/dev/null || true' EXIT
-
-run() { # dtype batch
-  echo "== gemma2-2b seq ${SEQ:-1024} batch $2 dtype $1"
-  GOMLX_BACKEND="${GOMLX_BACKEND:-xla:cuda}" "$out/gradbench" \
-    -model "${MODEL:-gemma2-2b}" -seq "${SEQ:-1024}" -batch "$2" -steps "${STEPS:-5}" \
-    -k "${K:-8192}" -rank "${RANK:-8}" -dtype "$1" -peak "${PEAK:-989}" 2>&1 | tee -a "$out/gradbench.log"
+# phase NAME LIMIT CMD...: runs CMD with its output in the log, under
+# `timeout` at min(LIMIT, time left - 10 s); returns CMD's status (124: timed out).
+phase() {
+  local name=$1 limit=$2 rc=0 t0=$SECONDS
+  shift 2
+  local rem=$(($(left) - 10))
+  ((limit > rem)) && limit=$rem
+  if ((limit < 5)); then
+    say "== phase $name: SKIPPED (budget: $(left)s of ${budget}s left)"
+    return 124
+  fi
+  say "== phase $name (limit ${limit}s; $(left)s of ${budget}s left)"
+  if ((have_timeout)); then
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log" || rc=${PIPESTATUS[0]}
+  else
+    "$@" 2>&1 | tee -a "$log" || rc=${PIPESTATUS[0]}
+  fi
+  ((rc == 124 || rc == 137)) && say "gpu-check: phase $name hit its ${limit}s limit (killed)"
+  say "== phase $name: exit $rc after $((SECONDS - t0))s"
+  return "$rc"
 }
-run "${DTYPE:-bf16}" "${BATCH:-4}"
-# Batch 1 is the LESS-style baseline the issue compares against.
-BATCH1=1; run "${DTYPE:-bf16}" "$BATCH1"
 
-kill "$mon" 2>/dev/null || true
-peak=$(sort -n "$out/mem.log" | tail -1)
-echo "peak_device_mem_mib=${peak:-unknown}"
-echo "logs in $out"
+# --- preflight: device, binary, backend, peak --------------------------------
+say "== gpu-check $([[ $dry == 1 ]] && echo '--dry-run ')$(date -u +%FT%TZ) on $(hostname), budget ${budget}s"
+if ((dry)); then
+  gpu_name="none (dry run)"
+  export GOMLX_BACKEND="${GOMLX_BACKEND:-go:ops_sequential}"
+  MODEL="${MODEL:-tiny}" SEQ="${SEQ:-32}" BATCH="${BATCH:-2}" STEPS="${STEPS:-2}"
+  DTYPE="${DTYPE:-f32}" K="${K:-256}" RANK="${RANK:-4}" PEAK="${PEAK:-989.4}"
+  if [[ -z "${GRADBENCH:-}" ]]; then
+    GRADBENCH="$out/gradbench"
+    phase build 300 go build -o "$GRADBENCH" ./gpu/cmd/gradbench
+  fi
+else
+  command -v nvidia-smi >/dev/null || { say "gpu-check: nvidia-smi not found (use --dry-run without a GPU)"; exit 2; }
+  gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee -a "$log"
+  MODEL="${MODEL:-gemma2-2b}" SEQ="${SEQ:-1024}" BATCH="${BATCH:-4}" STEPS="${STEPS:-5}"
+  DTYPE="${DTYPE:-bf16}" K="${K:-8192}" RANK="${RANK:-8}" PEAK="${PEAK:-0}"
+  GRADBENCH="${GRADBENCH:-bin/gradbench-xla}"
+  if [[ -z "${GOMLX_BACKEND:-}" ]]; then
+    plugin=""
+    if command -v python3 >/dev/null; then
+      for sp in $(python3 -c 'import site; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null); do
+        for v in xla_cuda13 xla_cuda12; do
+          if [[ -z "$plugin" && -f "$sp/jax_plugins/$v/xla_cuda_plugin.so" ]]; then plugin="$sp/jax_plugins/$v/xla_cuda_plugin.so"; fi
+        done
+      done
+    fi
+    [[ -n "$plugin" ]] || { say "gpu-check: no PJRT CUDA plugin found in Python's site-packages (jax_plugins/xla_cuda13/xla_cuda_plugin.so); set GOMLX_BACKEND=xla:/path/to/plugin.so"; exit 2; }
+    export GOMLX_BACKEND="xla:$plugin"
+  fi
+  # Never download a plugin on the device (no network there).
+  export GOMLX_NO_AUTO_INSTALL=1
+fi
+[[ -x "$GRADBENCH" ]] || { say "gpu-check: $GRADBENCH is not an executable (build it with 'make gradbench-xla' and carry bin/gradbench-xla)"; exit 2; }
+say "gpu=$gpu_name backend=$GOMLX_BACKEND binary=$GRADBENCH"
+
+# --- device memory sampled by the driver (GPU run only) ----------------------
+mon=""
+if ((!dry)); then
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >"$out/mem0.log" || true
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 >"$out/mem.log" 2>/dev/null &
+  mon=$!
+fi
+stop_mon() { [[ -n "$mon" ]] && kill "$mon" 2>/dev/null || true; }
+trap stop_mon EXIT
+
+# --- the benchmark: setup, compile, timed steps, check, sketch, matmul -------
+# (timeout runs programs, not shell functions: the command is an array.)
+bench() { # batch budget_s
+  local b=$2
+  ((b < 1)) && b=1
+  cmd=("$GRADBENCH" -model "$MODEL" -seq "$SEQ" -batch "$1" -steps "$STEPS" -k "$K" -rank "$RANK"
+    -dtype "$DTYPE" -peak "$PEAK" -gpu "$gpu_name" -check -budget "${b}s")
+}
+main_limit=$(($(left) - 15))
+rc=0
+bench "$BATCH" $((main_limit - 20))
+phase "gradbench batch=$BATCH" "$main_limit" "${cmd[@]}" || rc=$?
+if [[ "${BATCH1:-0}" == 1 && $(left) -gt 150 ]]; then
+  bench 1 $(($(left) - 45))
+  phase "gradbench batch=1" $(($(left) - 15)) "${cmd[@]}" || true
+fi
+
+# --- summary -----------------------------------------------------------------
+stop_mon
+say "== summary ($(date -u +%FT%TZ), $((SECONDS - t_start))s of ${budget}s)"
+grep -E '^(model=|setup_s=|model_flops_per_pair=|sketch_share=|device_peak_mem|check=)' "$log" | tee -a "$out/summary.txt" || true
+if ((!dry)); then
+  base=$(sort -n "$out/mem0.log" 2>/dev/null | tail -1)
+  peak=$(sort -n "$out/mem.log" 2>/dev/null | tail -1)
+  say "nvidia_smi_peak_mem_mib=${peak:-unknown} (before the run: ${base:-unknown}; all processes, CUDA context and allocator pools included, sampled every 250 ms)"
+else
+  say "nvidia_smi_peak_mem_mib=unavailable (dry run: no GPU)"
+fi
+if grep -q '^check=FAIL' "$log"; then
+  say "gpu-check: FAILED: device sketch differs from host sketch"
+  exit 3
+fi
+if ((rc != 0)); then
+  say "gpu-check: FAILED: gradbench exit $rc (see $log)"
+  exit "$rc"
+fi
+say "gpu-check: done; logs in $out"

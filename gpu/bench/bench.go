@@ -33,8 +33,17 @@ type Config struct {
 	LoRARank   int
 	K          int     // sketch dimension
 	DType      string  // "f32" (default) or "bf16"
-	PeakTFLOPS float64 // for MFU; 989 = H100 SXM dense bf16
+	PeakTFLOPS float64 // for MFU; 989 = H100 SXM / H200 dense bf16 (see PeakTFLOPSFor)
 	Seed       uint64
+	// Check compares the device sketches of the benchmark batch with host
+	// sketches of the exact gradients (see CheckSketch); one more compile.
+	Check bool
+	// Budget, when set, bounds the run: timed steps stop early (at least
+	// one runs) and the optional phases (isolated sketch timing, matmul
+	// baseline) are skipped when too little time is left. gpu-check.sh also
+	// kills the process at its phase limit; figures are printed as each
+	// phase ends, so a kill keeps what was measured.
+	Budget time.Duration
 }
 
 // Result is one measurement.
@@ -54,9 +63,38 @@ type Result struct {
 	SketchShareIsolated float64
 	MatmulTFLOPS        float64 // the same backend's square-matmul throughput, same dtype
 	RatioToMatmul       float64 // AchievedTFLOPS / MatmulTFLOPS
-	PeakHostRSSMiB      float64 // Go heap+runtime (device memory: see nvidia-smi in gpu-check.sh)
+	PeakHostRSSMiB      float64 // Go heap+runtime
+	DeviceMem           DeviceMem
+	Check               CheckResult
 	SecondsPerBatch     float64
-	LoadAvg             string // /proc/loadavg at the end: other processes skew CPU figures
+	StepsRun            int
+	SetupSeconds        float64 // random weights, extractor, constants
+	TotalSeconds        float64
+	Skipped             []string // optional phases left out for the budget
+	LoadAvg             string   // /proc/loadavg at the end: other processes skew CPU figures
+}
+
+// PeakTFLOPSFor is the dense bf16 tensor-core peak of a GPU by its
+// nvidia-smi name, in TFLOP/s (NVIDIA data sheets, without sparsity):
+// H100 SXM5 and H200 (same GH100 compute at the same clocks) 989.4, H100
+// NVL 835, H100 PCIe 756, A100 312, L40S 362. 0 for an unknown name.
+func PeakTFLOPSFor(gpu string) float64 {
+	g := strings.ToUpper(gpu)
+	switch {
+	case strings.Contains(g, "H200"), strings.Contains(g, "GH200"):
+		return 989.4
+	case strings.Contains(g, "H100") && strings.Contains(g, "NVL"):
+		return 835
+	case strings.Contains(g, "H100") && strings.Contains(g, "PCIE"):
+		return 756
+	case strings.Contains(g, "H100"):
+		return 989.4
+	case strings.Contains(g, "A100"):
+		return 312
+	case strings.Contains(g, "L40S"):
+		return 362
+	}
+	return 0
 }
 
 // ModelConfig resolves a model name to a config.
@@ -115,13 +153,23 @@ func dtypeOf(s string) (dtypes.DType, error) {
 	return dtypes.InvalidDType, fmt.Errorf("bench: dtype %q (f32 or bf16)", s)
 }
 
-// Run builds a model with random weights and measures extraction.
+// Run builds a model with random weights and measures extraction. Phases,
+// each logged to log as it ends: setup, compile (first Extract and
+// GradNorms), timed steps (pairs/s, MFU, sketch share), check (device
+// sketch = host sketch), isolated sketch timing, matmul baseline.
 func Run(c Config, log io.Writer) (Result, error) {
 	if c.Steps == 0 {
 		c.Steps = 3
 	}
 	if c.K == 0 {
 		c.K = 8192
+	}
+	start := time.Now()
+	left := func() time.Duration {
+		if c.Budget <= 0 {
+			return time.Duration(math.MaxInt64)
+		}
+		return c.Budget - time.Since(start)
 	}
 	r := Result{Config: c}
 	cfg, err := ModelConfig(c.Model)
@@ -135,6 +183,13 @@ func Run(c Config, log io.Writer) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	stopCapture := captureBackendLog(log)
+	captured := false
+	defer func() {
+		if !captured {
+			stopCapture()
+		}
+	}()
 	b, err := model.DefaultBackend()
 	if err != nil {
 		return r, err
@@ -143,7 +198,6 @@ func Run(c Config, log io.Writer) (Result, error) {
 	t0 := time.Now()
 	m := &model.Model{Ref: "bench:" + c.Model, Config: cfg, Tok: model.ByteTokenizer{}, Weights: model.InitWeights(cfg, c.Seed), Backend: b}
 	r.Params = cfg.ParamCount()
-	fmt.Fprintf(log, "model %s: %d params, random weights in %.1fs, backend %s\n", c.Model, r.Params, time.Since(t0).Seconds(), r.Backend)
 	x, err := dpo.NewExtractor(m, dpo.Options{Batch: c.Batch, MaxLen: c.SeqLen, DType: dt,
 		LoRA:   model.LoRAOptions{Rank: c.LoRARank, Seed: c.Seed},
 		Sketch: sketch.Spec{Method: sketch.CountSketch, K: c.K, Seed: c.Seed, Version: sketch.Version}})
@@ -151,16 +205,21 @@ func Run(c Config, log io.Writer) (Result, error) {
 		return r, err
 	}
 	r.LoRAParams = x.Dim()
+	r.SetupSeconds = time.Since(t0).Seconds()
+	fmt.Fprintf(log, "phase=setup model=%s params=%d lora_params=%d backend=%q s=%.1f\n", c.Model, r.Params, r.LoRAParams, r.Backend, r.SetupSeconds)
 	in := Pairs(c.Batch, c.SeqLen)
 	// The matmul baseline is measured before and after the extraction and
-	// averaged, so a change in machine load during the run shows in both.
+	// averaged, so a change in machine load during the run shows in both
+	// (CPU runs); a budgeted (GPU) run measures it once, at the end.
 	n := 512
 	if cfg.HiddenSize >= 2048 {
 		n = 4096
 	}
-	mmBefore, err := MatmulTFLOPS(b, dt, n, 3)
-	if err != nil {
-		return r, err
+	var mmBefore float64
+	if c.Budget <= 0 {
+		if mmBefore, err = MatmulTFLOPS(b, dt, n, 3); err != nil {
+			return r, err
+		}
 	}
 	t0 = time.Now()
 	if _, err := x.Extract(in); err != nil {
@@ -170,11 +229,24 @@ func Run(c Config, log io.Writer) (Result, error) {
 		return r, err
 	}
 	r.CompileSeconds = time.Since(t0).Seconds()
+	fmt.Fprintf(log, "phase=compile s=%.1f (first Extract and GradNorms call: both graphs compiled)\n", r.CompileSeconds)
 	// Extract and the grad-only pass alternate, so load from other processes
 	// hits both alike and the sketch share is their difference under the same conditions.
 	var rss, tx, tg float64
+	var dev []dpo.Output
+	t0 = time.Now()
 	for i := 0; i < c.Steps; i++ {
-		start := time.Now()
+		if i > 0 && c.Budget > 0 {
+			// Keep time for the check (a compile of about half the first
+			// call's) and the rest: stop stepping when a step would eat into it.
+			perStep := (tx + tg) / float64(i)
+			reserve := time.Duration((r.CompileSeconds/2 + 2*perStep + 20) * float64(time.Second))
+			if left() < reserve {
+				r.Skipped = append(r.Skipped, fmt.Sprintf("timed steps %d..%d", i+1, c.Steps))
+				break
+			}
+		}
+		st := time.Now()
 		out, err := x.Extract(in)
 		if err != nil {
 			return r, err
@@ -182,17 +254,19 @@ func Run(c Config, log io.Writer) (Result, error) {
 		if out[0].Err != "" {
 			return r, fmt.Errorf("bench: pair failed: %s", out[0].Err)
 		}
-		tx += time.Since(start).Seconds()
-		start = time.Now()
+		dev = out
+		tx += time.Since(st).Seconds()
+		st = time.Now()
 		if _, err := x.GradNorms(in); err != nil {
 			return r, err
 		}
-		tg += time.Since(start).Seconds()
+		tg += time.Since(st).Seconds()
+		r.StepsRun++
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rss = math.Max(rss, float64(ms.Sys)/(1<<20))
 	}
-	tx, tg = tx/float64(c.Steps), tg/float64(c.Steps)
+	tx, tg = tx/float64(r.StepsRun), tg/float64(r.StepsRun)
 	r.SecondsPerBatch = tx
 	r.PairsPerSecond = float64(c.Batch) / tx
 	r.FLOPsPerPair = FLOPsPerPair(cfg, c.SeqLen)
@@ -201,21 +275,56 @@ func Run(c Config, log io.Writer) (Result, error) {
 		r.MFU = r.AchievedTFLOPS / c.PeakTFLOPS
 	}
 	r.SketchShare = math.Max(0, (tx-tg)/tx)
-	ts, err := SketchSeconds(b, dt, x.Dim(), c.Batch, c.K, 5)
-	if err != nil {
-		return r, err
-	}
-	r.SketchShareIsolated = ts / tx
 	r.PeakHostRSSMiB = rss
-	mmAfter, err := MatmulTFLOPS(b, dt, n, 3)
-	if err != nil {
-		return r, err
+	fmt.Fprintf(log, "phase=steps steps=%d s=%.1f s_per_batch=%.4f pairs_per_s=%.3f achieved_tflops=%.4f mfu=%.4f sketch_share=%.4f\n",
+		r.StepsRun, time.Since(t0).Seconds(), r.SecondsPerBatch, r.PairsPerSecond, r.AchievedTFLOPS, r.MFU, r.SketchShare)
+
+	if c.Check {
+		r.Check, err = CheckSketch(x, cfg, in, dev, CheckTol(c.DType))
+		if err != nil {
+			return r, err
+		}
+	} else {
+		r.Check.Skipped = "not asked (-check=false)"
 	}
-	r.MatmulTFLOPS = (mmBefore + mmAfter) / 2
+	fmt.Fprintf(log, "phase=check %s\n", r.Check.Line())
+
+	if left() > 15*time.Second {
+		ts, err := SketchSeconds(b, dt, x.Dim(), c.Batch, c.K, 5)
+		if err != nil {
+			return r, err
+		}
+		r.SketchShareIsolated = ts / tx
+	} else {
+		r.Skipped = append(r.Skipped, "isolated sketch timing")
+	}
+	if left() > 20*time.Second {
+		mmAfter, err := MatmulTFLOPS(b, dt, n, 3)
+		if err != nil {
+			return r, err
+		}
+		if mmBefore > 0 {
+			r.MatmulTFLOPS = (mmBefore + mmAfter) / 2
+		} else {
+			r.MatmulTFLOPS = mmAfter
+		}
+		r.RatioToMatmul = r.AchievedTFLOPS / r.MatmulTFLOPS
+	} else {
+		r.Skipped = append(r.Skipped, "matmul baseline")
+	}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		r.LoadAvg = strings.TrimSpace(string(la))
 	}
-	r.RatioToMatmul = r.AchievedTFLOPS / r.MatmulTFLOPS
+	captured = true
+	r.DeviceMem = stopCapture()
+	if r.DeviceMem.Programs == 0 {
+		if strings.HasPrefix(r.Backend, "xla") || strings.Contains(strings.ToLower(r.Backend), "pjrt") {
+			r.DeviceMem.Unavailable = "the XLA backend logged no compiled memory statistics"
+		} else {
+			r.DeviceMem.Unavailable = fmt.Sprintf("backend %q runs on the host and reports no device memory; see peak_host_mem_mib", r.Backend)
+		}
+	}
+	r.TotalSeconds = time.Since(start).Seconds()
 	return r, nil
 }
 
@@ -324,14 +433,21 @@ func SketchSeconds(b compute.Backend, dt dtypes.DType, d, batch, k, reps int) (f
 // Format renders a result as the lines gpu-check.sh prints and docs/perf/gpu.md quotes.
 func (r Result) Format() string {
 	c := r.Config
+	skipped := "none"
+	if len(r.Skipped) > 0 {
+		skipped = strings.Join(r.Skipped, "; ")
+	}
 	return fmt.Sprintf(`model=%s params=%d lora_params=%d seq=%d batch=%d dtype=%s k=%d backend=%q
-compile_s=%.2f s_per_batch=%.4f pairs_per_s=%.3f
-model_flops_per_pair=%.4g achieved_tflops=%.4f (%.2f GFLOP/s) mfu=%.4f (peak %.0f TFLOP/s)
+setup_s=%.1f compile_s=%.2f steps=%d s_per_batch=%.4f pairs_per_s=%.3f total_s=%.1f skipped=%q
+model_flops_per_pair=%.4g achieved_tflops=%.4f (%.2f GFLOP/s) mfu=%.4f (peak %.1f TFLOP/s)
 sketch_share=%.4f sketch_share_isolated=%.5f matmul_tflops=%.4f ratio_to_matmul=%.3f peak_host_mem_mib=%.0f loadavg=%q
+%s
+%s
 `, c.Model, r.Params, r.LoRAParams, c.SeqLen, c.Batch, orDefault(c.DType, "f32"), c.K, r.Backend,
-		r.CompileSeconds, r.SecondsPerBatch, r.PairsPerSecond,
+		r.SetupSeconds, r.CompileSeconds, r.StepsRun, r.SecondsPerBatch, r.PairsPerSecond, r.TotalSeconds, skipped,
 		r.FLOPsPerPair, r.AchievedTFLOPS, r.AchievedTFLOPS*1000, r.MFU, c.PeakTFLOPS,
-		r.SketchShare, r.SketchShareIsolated, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB, r.LoadAvg)
+		r.SketchShare, r.SketchShareIsolated, r.MatmulTFLOPS, r.RatioToMatmul, r.PeakHostRSSMiB, r.LoadAvg,
+		r.DeviceMem.Line(), r.Check.Line())
 }
 
 func orDefault(s, d string) string {

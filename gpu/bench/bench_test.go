@@ -9,20 +9,86 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/congrad-beam/congrad/gpu/model"
 )
 
 func TestDryRunTiny(t *testing.T) {
-	r, err := Run(Config{Model: "tiny", SeqLen: 32, Batch: 2, Steps: 1, LoRARank: 2, K: 64, PeakTFLOPS: 989}, io.Discard)
+	r, err := Run(Config{Model: "tiny", SeqLen: 32, Batch: 2, Steps: 1, LoRARank: 2, K: 64, PeakTFLOPS: 989, Check: true}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.PairsPerSecond <= 0 || r.AchievedTFLOPS <= 0 || r.MatmulTFLOPS <= 0 || math.IsNaN(r.SketchShare) || r.SketchShareIsolated <= 0 || r.LoRAParams == 0 {
 		t.Fatalf("result %+v", r)
 	}
-	if !strings.Contains(r.Format(), "pairs_per_s=") {
-		t.Fatal(r.Format())
+	// The device sketch check ran and passed; the Go backend has no device
+	// memory, and says so.
+	if !r.Check.OK || r.Check.Pairs != 2 || r.Check.MaxRelErr > r.Check.Tol || r.Check.MinCosine < 0.9999 {
+		t.Errorf("check %+v", r.Check)
+	}
+	if r.DeviceMem.Unavailable == "" || !strings.Contains(r.Format(), "device_peak_mem=unavailable (") {
+		t.Errorf("device memory %+v", r.DeviceMem)
+	}
+	for _, want := range []string{"pairs_per_s=", "mfu=", "sketch_share=", "check=PASS", "steps=1 "} {
+		if !strings.Contains(r.Format(), want) {
+			t.Errorf("format lacks %q:\n%s", want, r.Format())
+		}
+	}
+}
+
+// TestBudgetStopsEarly: with a budget already spent, one timed step runs
+// and the optional phases are skipped; the check (required) still runs.
+func TestBudgetStopsEarly(t *testing.T) {
+	r, err := Run(Config{Model: "tiny", SeqLen: 32, Batch: 2, Steps: 50, LoRARank: 2, K: 64, Check: true, Budget: time.Nanosecond}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.StepsRun != 1 || len(r.Skipped) != 3 || r.MatmulTFLOPS != 0 || !r.Check.OK {
+		t.Fatalf("steps %d skipped %q matmul %g check %+v", r.StepsRun, r.Skipped, r.MatmulTFLOPS, r.Check)
+	}
+}
+
+func TestParseXLAMemStats(t *testing.T) {
+	// go-xla's line (compute/xla/executable.go, go-humanize SI units).
+	line := `I1201 03:50:00.123456   12345 executable.go:95] Memory usage: On Device: [Code:1.2 MB, Inputs:10 GB, Outputs:5.0 kB, Aliases:2.0 GB, Temporary:3.4 GB]; On Host: [Code:0 B, Inputs:0 B, Outputs:0 B, Aliases:0 B, Temporary:99 GB]`
+	got, ok := parseXLAMemStats(line)
+	want := int64(1.2e6 + 10e9 + 5e3 - 2e9 + 3.4e9)
+	if !ok || math.Abs(float64(got-want)) > 1 {
+		t.Fatalf("got %d %v, want %d", got, ok, want)
+	}
+	if _, ok := parseXLAMemStats("I1201 graph.go:1] Graph.RunWithBuffers: 26ms elapsed"); ok {
+		t.Error("parsed a line without memory statistics")
+	}
+}
+
+// TestCaptureBackendLog: klog output (go-xla logs through klog) reaches the
+// capture, which keeps the largest program and forwards the line.
+func TestCaptureBackendLog(t *testing.T) {
+	var buf strings.Builder
+	stop := captureBackendLog(&buf)
+	klog.Infof("Memory usage: On Device: [Code:0 B, Inputs:1.0 GB, Outputs:0 B, Aliases:0 B, Temporary:1.0 GB]; On Host: [Code:0 B]")
+	klog.Infof("Memory usage: On Device: [Code:0 B, Inputs:1.0 GB, Outputs:0 B, Aliases:0 B, Temporary:500 MB]; On Host: [Code:0 B]")
+	klog.Infof("Compiled in 1s")
+	d := stop()
+	if d.Programs != 2 || math.Abs(d.PeakMiB-2e9/(1<<20)) > 0.01 || !strings.Contains(d.Line(), "device_peak_mem_mib=1907") {
+		t.Fatalf("%+v %s", d, d.Line())
+	}
+	if strings.Count(buf.String(), "Memory usage") != 2 || strings.Contains(buf.String(), "Compiled in") {
+		t.Errorf("forwarded:\n%s", buf.String())
+	}
+}
+
+func TestPeakTFLOPSFor(t *testing.T) {
+	for name, want := range map[string]float64{
+		"NVIDIA H200": 989.4, "NVIDIA H100 80GB HBM3": 989.4, "NVIDIA H100 PCIe": 756, "NVIDIA H100 NVL": 835,
+		"NVIDIA A100-SXM4-80GB": 312, "Tesla T4": 0,
+	} {
+		if got := PeakTFLOPSFor(name); got != want {
+			t.Errorf("%s: %g, want %g", name, got, want)
+		}
 	}
 }
 
@@ -46,8 +112,9 @@ func TestModelConfigs(t *testing.T) {
 	}
 }
 
-// The CPU dry run of scripts/gpu-check.sh: the script itself, tiny shapes,
-// Go backend. Skipped when bash is unavailable.
+// The CPU dry run of scripts/gpu-check.sh: the script itself, its phases
+// and time limits, tiny shapes, Go backend. Skipped when bash is
+// unavailable.
 func TestGPUCheckScriptDryRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
@@ -57,16 +124,38 @@ func TestGPUCheckScriptDryRun(t *testing.T) {
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "gpu-check.sh"), "--dry-run")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GPU_CHECK_OUT="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("gpu-check.sh --dry-run: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), "gradbench")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/gradbench").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
 	}
-	for _, want := range []string{"pairs_per_s=", "mfu=", "sketch_share=", "matmul_tflops="} {
-		if !strings.Contains(string(out), want) {
+	script := func(env ...string) (string, int) {
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "gpu-check.sh"), "--dry-run")
+		cmd.Dir = root
+		cmd.Env = append(append(os.Environ(), "GPU_CHECK_OUT="+t.TempDir(), "GRADBENCH="+bin), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := script()
+	if code != 0 {
+		t.Fatalf("gpu-check.sh --dry-run: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"pairs_per_s=", "mfu=", "sketch_share=", "matmul_tflops=", "check=PASS",
+		"device_peak_mem=unavailable", "nvidia_smi_peak_mem_mib=unavailable", "== summary", "gpu-check: done"} {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// The time limit is enforced: a workload far over a 25 s budget (the
+	// 10M model compiles for longer than that here) is killed at its
+	// phase limit and the script fails saying so.
+	out, code = script("GPU_CHECK_BUDGET_S=25", "MODEL=10m", "SEQ=128", "STEPS=5")
+	if code != 124 && code != 137 || !strings.Contains(out, "hit its") {
+		t.Fatalf("over-budget run: exit %d\n%s", code, out)
 	}
 }
