@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -74,6 +75,25 @@ func TestGoldensMatchHF(t *testing.T) {
 			}
 			if bad > 0 {
 				t.Errorf("%d of %d texts differ from HF", bad, len(cases))
+			}
+		})
+	}
+}
+
+// BenchmarkEncode: all golden texts joined (about 17 KB, 16 scripts) through
+// each fixture.
+func BenchmarkEncode(b *testing.B) {
+	g := loadGoldens(b)
+	text := strings.Join(g.Texts, "\n")
+	for _, name := range []string{"llama3-style.json", "gemma-style.json"} {
+		tok, err := Load(testdata(name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for i := 0; i < b.N; i++ {
+				tok.Encode(text, true)
 			}
 		})
 	}

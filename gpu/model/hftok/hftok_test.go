@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSplitRegexLikeOniguruma(t *testing.T) {
@@ -98,4 +99,53 @@ func TestLossyUTF8LikeRust(t *testing.T) {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}
+}
+
+// The windowed anchored match (matchAt) equals the anchored match on the
+// whole remaining text, for every alternative of the GPT-2 and Llama-3
+// patterns, on random text with long runs that cross the window.
+func TestWindowedMatchEqualsFullMatch(t *testing.T) {
+	llama3, err := compileOnig(`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pieces := []string{" ", "  ", "\n", "\r\n", "\t", "\u3000", "a", "Zé", "ж", "猫", "ب", "7", "42", "'s", "'LL", "!", "?!", "…", "🐈", "-", "_"}
+	r := NewTestRNG(1)
+	for n := 0; n < 400; n++ {
+		var b strings.Builder
+		for b.Len() < 300 {
+			p := pieces[r.Intn(len(pieces))]
+			b.WriteString(strings.Repeat(p, 1+r.Intn(3)*r.Intn(40)))
+		}
+		s := b.String()
+		for _, re := range []*onigRegex{gpt2Regex, llama3} {
+			for _, a := range re.alts {
+				if a.wsNotFinal {
+					continue
+				}
+				for p := 0; p < len(s); p++ {
+					if !utf8.RuneStart(s[p]) {
+						continue
+					}
+					want := -1
+					if loc := a.re.FindStringIndex(s[p:]); loc != nil {
+						want = loc[1]
+					}
+					if got := a.matchAt(s, p); got != want {
+						t.Fatalf("alt %v at %d of %q: windowed %d, full %d", a.re, p, s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+type testRNG struct{ x uint64 }
+
+func NewTestRNG(seed uint64) *testRNG { return &testRNG{seed*0x9E3779B97F4A7C15 + 1} }
+func (r *testRNG) Intn(n int) int {
+	r.x ^= r.x << 13
+	r.x ^= r.x >> 7
+	r.x ^= r.x << 17
+	return int(r.x % uint64(n))
 }

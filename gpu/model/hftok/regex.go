@@ -3,6 +3,7 @@ package hftok
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -32,6 +33,7 @@ type onigRegex struct {
 
 type onigAlt struct {
 	re         *regexp.Regexp // anchored ^(?:alt); nil for the hand-matched alternative
+	prefix     *regexp.Regexp // ^(?:P)$ where P matches every prefix of a match of alt
 	wsNotFinal bool           // `\s+(?!\S)`
 }
 
@@ -64,7 +66,11 @@ func compileOnig(pattern string) (*onigRegex, error) {
 		if re.MatchString("") {
 			return nil, fmt.Errorf("regex %q: alternative %q can match the empty string (not implemented)", pattern, a)
 		}
-		r.alts = append(r.alts, onigAlt{re: re})
+		pre, err := prefixRegexp(g)
+		if err != nil {
+			return nil, fmt.Errorf("regex %q: alternative %q: %v", pattern, a, err)
+		}
+		r.alts = append(r.alts, onigAlt{re: re, prefix: pre})
 	}
 	return r, nil
 }
@@ -241,8 +247,8 @@ func (r *onigRegex) find(s string) [][2]int {
 		for _, a := range r.alts {
 			if a.wsNotFinal {
 				n = matchWSNotFinal(s, p)
-			} else if loc := a.re.FindStringIndex(s[p:]); loc != nil {
-				n = loc[1]
+			} else {
+				n = a.matchAt(s, p)
 			}
 			if n > 0 {
 				break
@@ -281,4 +287,84 @@ func matchWSNotFinal(s string, p int) int {
 		return -1
 	}
 	return last - p
+}
+
+// window is the first slice of text an anchored match is tried on. Go's
+// backtracker costs time proportional to the input it is given, so matching
+// on all of s[p:] at every position would be quadratic.
+const window = 64
+
+// matchAt returns the length of the anchored match of a at s[p:], or -1.
+// It matches on a short window first. The result on the window is the
+// result on the whole text unless some path of the regex could consume the
+// entire window (then a longer text could change which path wins); that is
+// tested exactly with the prefix-closure regex, and the window doubled.
+func (a onigAlt) matchAt(s string, p int) int {
+	for w := window; ; w *= 2 {
+		end := min(p+w, len(s))
+		for end < len(s) && !utf8.RuneStart(s[end]) {
+			end++
+		}
+		t := s[p:end]
+		if end == len(s) || !a.prefix.MatchString(t) {
+			if loc := a.re.FindStringIndex(t); loc != nil {
+				return loc[1]
+			}
+			return -1
+		}
+	}
+}
+
+// prefixRegexp builds ^(?:P)$ where P matches at least every prefix of every
+// string the Go regex g matches (a superset is safe: it only makes matchAt
+// look at more text). Assertions count as matching nothing.
+func prefixRegexp(g string) (*regexp.Regexp, error) {
+	re, err := syntax.Parse(g, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	p := prefixOf(re.Simplify())
+	return regexp.Compile(`^(?:` + p.String() + `)$`)
+}
+
+func prefixOf(re *syntax.Regexp) *syntax.Regexp {
+	empty := &syntax.Regexp{Op: syntax.OpEmptyMatch}
+	alt := func(subs ...*syntax.Regexp) *syntax.Regexp {
+		return &syntax.Regexp{Op: syntax.OpAlternate, Sub: subs}
+	}
+	cat := func(subs ...*syntax.Regexp) *syntax.Regexp {
+		return &syntax.Regexp{Op: syntax.OpConcat, Sub: subs}
+	}
+	star := func(sub *syntax.Regexp) *syntax.Regexp {
+		return &syntax.Regexp{Op: syntax.OpStar, Sub: []*syntax.Regexp{sub}, Flags: re.Flags}
+	}
+	switch re.Op {
+	case syntax.OpLiteral:
+		var subs []*syntax.Regexp
+		for i := 0; i <= len(re.Rune); i++ {
+			subs = append(subs, &syntax.Regexp{Op: syntax.OpLiteral, Rune: re.Rune[:i], Flags: re.Flags})
+		}
+		return alt(subs...)
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return alt(empty, re)
+	case syntax.OpCapture:
+		return prefixOf(re.Sub[0])
+	case syntax.OpConcat:
+		var subs []*syntax.Regexp
+		for i := range re.Sub {
+			subs = append(subs, cat(append(append([]*syntax.Regexp{}, re.Sub[:i]...), prefixOf(re.Sub[i]))...))
+		}
+		return alt(subs...)
+	case syntax.OpAlternate:
+		var subs []*syntax.Regexp
+		for _, x := range re.Sub {
+			subs = append(subs, prefixOf(x))
+		}
+		return alt(subs...)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpRepeat:
+		return cat(star(re.Sub[0]), prefixOf(re.Sub[0]))
+	case syntax.OpQuest:
+		return prefixOf(re.Sub[0])
+	}
+	return empty // empty match and assertions
 }
