@@ -8,6 +8,7 @@ package progress
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -57,8 +58,136 @@ func (f *tapFn) ProcessElement(ctx context.Context, _ beam.T) {
 	beam.NewCounter("congrad.progress", f.Name).Inc(ctx, 1)
 }
 
-// Line formats one progress line: elapsed time and, per counter, rows and
-// rows per second since start.
+// Stage is how one pipeline stage's progress is read from the counters.
+type Stage struct {
+	Name string   // "generate"; its counters are "<Name>/..."
+	Unit string   // what Done counts: "prompts", "pairs"
+	In   []string // counters whose sum is the stage's total (rows that entered it)
+	Done []string // counters whose sum is the rows that left it
+	// After names the stage upstream of this one: until After is complete,
+	// In is still growing and no percentage or ETA is shown. Empty: In is
+	// known as soon as the stage's input is read.
+	After string
+}
+
+// Meter formats progress lines with per-stage totals, percentages, current
+// rates (since the previous line, not since the start) and ETAs.
+type Meter struct {
+	Stages []Stage
+	start  time.Time
+	prevT  time.Time
+	prev   map[string]int64
+}
+
+// NewMeter starts a meter at start.
+func NewMeter(start time.Time, stages ...Stage) *Meter {
+	return &Meter{Stages: stages, start: start, prevT: start, prev: map[string]int64{}}
+}
+
+// Line formats the counters now and remembers them for the next rates;
+// extra is appended as it is (e.g. "backend_retries=3").
+func (m *Meter) Line(now time.Time, extra ...string) string {
+	cur := map[string]int64{}
+	for _, kv := range Snapshot() {
+		cur[kv[0].(string)] = kv[1].(int64)
+	}
+	line := Format(now.Sub(m.start), now.Sub(m.prevT), m.Stages, cur, m.prev)
+	m.prev, m.prevT = cur, now
+	for _, e := range extra {
+		line += " " + e
+	}
+	return line
+}
+
+// Format is one progress line: the elapsed time, then per stage the rows
+// done out of the rows in, the percentage, the current rate (rows done
+// since prev, dt ago) and the ETA at that rate once the total is final,
+// then the stage's counters, each from the start (0 until its first row).
+// Counters of no stage follow at the end.
+//
+//	[  12.0s] generate 30/100 prompts 30% 2.5/s ETA 28s: generate/pairs=20 ...
+func Format(elapsed, dt time.Duration, stages []Stage, cur, prev map[string]int64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%6.1fs]", elapsed.Seconds())
+	sum := func(m map[string]int64, names []string) (n int64) {
+		for _, k := range names {
+			n += m[k]
+		}
+		return n
+	}
+	complete := map[string]bool{}
+	shown := map[string]bool{}
+	for i, st := range stages {
+		if i > 0 {
+			b.WriteString(" |")
+		}
+		in, done := sum(cur, st.In), sum(cur, st.Done)
+		final := st.After == "" || complete[st.After]
+		complete[st.Name] = final && in > 0 && done >= in
+		fmt.Fprintf(&b, " %s %d/%d %s", st.Name, done, in, st.Unit)
+		rate := 0.0
+		if dt > 0 {
+			rate = float64(done-sum(prev, st.Done)) / dt.Seconds()
+		}
+		switch {
+		case complete[st.Name]:
+			b.WriteString(" 100% done")
+		case !final || in == 0:
+			fmt.Fprintf(&b, " %.1f/s (total not known yet)", rate)
+		default:
+			pct := 100 * float64(done) / float64(in)
+			fmt.Fprintf(&b, " %.0f%% %.1f/s", pct, rate)
+			if rate > 0 {
+				fmt.Fprintf(&b, " ETA %s", eta(float64(in-done)/rate))
+			} else {
+				b.WriteString(" ETA ?")
+			}
+		}
+		b.WriteString(":")
+		names := append(append([]string(nil), st.In...), st.Done...)
+		for k := range cur {
+			if strings.HasPrefix(k, st.Name+"/") {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			if !shown[k] {
+				shown[k] = true
+				fmt.Fprintf(&b, " %s=%d", k, cur[k])
+			}
+		}
+	}
+	var rest []string
+	for k := range cur {
+		if !shown[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	for _, k := range rest {
+		fmt.Fprintf(&b, " %s=%d", k, cur[k])
+	}
+	return b.String()
+}
+
+// eta rounds a number of seconds for a progress line: 45s, 3m20s, 2h05m.
+func eta(sec float64) string {
+	d := time.Duration(math.Ceil(sec)) * time.Second
+	switch {
+	case d < time.Minute:
+		return d.String()
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 100*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return ">99h"
+	}
+}
+
+// Line formats one progress line without stages: elapsed time and every
+// counter with its rate since start.
 func Line(start time.Time) string {
 	el := time.Since(start)
 	var b strings.Builder
