@@ -119,7 +119,8 @@ func TestTokenizerConfigRefusals(t *testing.T) {
 		}
 	}
 	dir := writeCheckpoint(t, cfg, w, map[string]string{"tokenizer.json": string(tj),
-		"tokenizer_config.json": `{"add_bos_token": true, "add_eos_token": false, "tokenizer_class": "GemmaTokenizer"}`})
+		"tokenizer_config.json": `{"add_bos_token": true, "add_eos_token": false, "tokenizer_class": "GemmaTokenizer",
+		  "bos_token": {"__type": "AddedToken", "content": "<s>", "special": true}}`})
 	if err := CheckDir(dir); err != nil {
 		t.Errorf("consistent tokenizer_config.json refused: %v", err)
 	}

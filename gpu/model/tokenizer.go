@@ -89,7 +89,7 @@ func LoadHFTokenizer(path string, cfg *Config) (*HFTokenizer, error) {
 	if len(prefix) == 1 {
 		t.bos = prefix[0]
 	}
-	if err := checkTokenizerConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"), t.bos >= 0); err != nil {
+	if err := checkTokenizerConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"), tok, t.bos); err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
 	}
 	if len(cfg.EOSTokenID) > 0 {
@@ -116,9 +116,11 @@ func LoadHFTokenizer(path string, cfg *Config) (*HFTokenizer, error) {
 // checkTokenizerConfig refuses the tokenizer_config.json settings with which
 // transformers does not use tokenizer.json as it is: from_slow, a non-null
 // add_prefix_space (both rebuild the tokenizer from the SentencePiece
-// model), add_eos_token, and an add_bos_token that disagrees with the
-// post-processor.
-func checkTokenizerConfig(path string, addsBOS bool) error {
+// model), add_eos_token, and an add_bos_token or bos_token that disagrees
+// with the post-processor (transformers' Llama and Gemma tokenizer classes
+// rebuild the template from those two).
+func checkTokenizerConfig(path string, tok *hftok.Tokenizer, bos int) error {
+	addsBOS := bos >= 0
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -141,6 +143,21 @@ func checkTokenizerConfig(path string, addsBOS bool) error {
 		return fmt.Errorf("tokenizer_config.json: add_eos_token is true; not supported (callers place EOS themselves)")
 	case isSet("add_bos_token") && isTrue("add_bos_token") != addsBOS:
 		return fmt.Errorf("tokenizer_config.json: add_bos_token is %s but tokenizer.json's post_processor adds BOS: %v; not supported", tc["add_bos_token"], addsBOS)
+	}
+	if addsBOS && isSet("bos_token") {
+		var content string
+		if json.Unmarshal(tc["bos_token"], &content) != nil {
+			var at struct {
+				Content string `json:"content"`
+			}
+			if json.Unmarshal(tc["bos_token"], &at) != nil {
+				return fmt.Errorf("tokenizer_config.json: bos_token %s is neither a string nor a token object", tc["bos_token"])
+			}
+			content = at.Content
+		}
+		if id, ok := tok.TokenID(content); !ok || id != bos {
+			return fmt.Errorf("tokenizer_config.json: bos_token %q is not the BOS %d that tokenizer.json's post_processor adds; not supported", content, bos)
+		}
 	}
 	return nil
 }

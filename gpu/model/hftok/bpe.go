@@ -27,16 +27,16 @@ type bpeModel struct {
 type mergeRank struct{ rank, newID int }
 
 type bpeJSON struct {
-	Type                    string            `json:"type"`
-	Dropout                 *float64          `json:"dropout"`
-	UnkToken                *string           `json:"unk_token"`
-	ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
-	FuseUnk                 bool              `json:"fuse_unk"`
-	ByteFallback            bool              `json:"byte_fallback"`
-	IgnoreMerges            bool              `json:"ignore_merges"`
-	Vocab                   map[string]int    `json:"vocab"`
-	Merges                  []json.RawMessage `json:"merges"`
+	Type                    string          `json:"type"`
+	Dropout                 *float64        `json:"dropout"`
+	UnkToken                *string         `json:"unk_token"`
+	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+	FuseUnk                 bool            `json:"fuse_unk"`
+	ByteFallback            bool            `json:"byte_fallback"`
+	IgnoreMerges            bool            `json:"ignore_merges"`
+	Vocab                   map[string]int  `json:"vocab"`
+	Merges                  json.RawMessage `json:"merges"`
 }
 
 func newBPE(raw json.RawMessage) (*bpeModel, error) {
@@ -78,20 +78,33 @@ func newBPE(raw json.RawMessage) (*bpeModel, error) {
 			m.byteIDs[b] = id
 		}
 	}
-	for rank, r := range j.Merges {
-		var a, b string
-		var pair []string
-		var line string
-		if err := json.Unmarshal(r, &pair); err == nil && len(pair) == 2 {
-			a, b = pair[0], pair[1]
-		} else if err := json.Unmarshal(r, &line); err == nil {
-			var ok bool
-			if a, b, ok = strings.Cut(line, " "); !ok || strings.Contains(b, " ") {
-				return nil, fmt.Errorf("model.merges[%d]: %q is not two tokens", rank, line)
+	// merges: ["a b", ...] (older files) or [["a", "b"], ...]; one decode of the whole list.
+	var pairs [][2]string
+	var lines []string
+	if err := json.Unmarshal(j.Merges, &lines); err == nil {
+		pairs = make([][2]string, len(lines))
+		for i, line := range lines {
+			a, b, ok := strings.Cut(line, " ")
+			if !ok || strings.Contains(b, " ") {
+				return nil, fmt.Errorf("model.merges[%d]: %q is not two tokens", i, line)
 			}
-		} else {
-			return nil, fmt.Errorf("model.merges[%d]: %s is neither \"a b\" nor [a, b]", rank, r)
+			pairs[i] = [2]string{a, b}
 		}
+	} else {
+		var lists [][]string
+		if err := json.Unmarshal(j.Merges, &lists); err != nil && !isNull(j.Merges) {
+			return nil, fmt.Errorf("model.merges: neither [\"a b\", ...] nor [[a, b], ...]: %v", err)
+		}
+		pairs = make([][2]string, len(lists))
+		for i, l := range lists {
+			if len(l) != 2 {
+				return nil, fmt.Errorf("model.merges[%d]: %q is not two tokens", i, l)
+			}
+			pairs[i] = [2]string{l[0], l[1]}
+		}
+	}
+	for rank, pr := range pairs {
+		a, b := pr[0], pr[1]
 		ia, oka := j.Vocab[a]
 		ib, okb := j.Vocab[b]
 		if !oka || !okb {
