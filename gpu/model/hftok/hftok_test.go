@@ -149,3 +149,30 @@ func (r *testRNG) Intn(n int) int {
 	r.x ^= r.x << 17
 	return int(r.x % uint64(n))
 }
+
+// Arbitrary input (invalid UTF-8, control bytes, partial special tokens)
+// never panics and gives ids inside the vocabulary.
+func TestArbitraryInputNoPanic(t *testing.T) {
+	g := loadGoldens(t)
+	r := NewTestRNG(9)
+	alphabet := []string{"\xff", "\xe4\xb8", "<", "|", "<s", "<s>", "<|eot_id|>", " ", "\n", "a", "é", "猫", "🐈", "\x00", "▁", "Ġ", "'", "9"}
+	for name := range g.Tokenizers {
+		tok, err := Load(testdata(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 300; n++ {
+			var b strings.Builder
+			for k := r.Intn(40); k > 0; k-- {
+				b.WriteString(alphabet[r.Intn(len(alphabet))])
+			}
+			ids := tok.Encode(b.String(), true)
+			for _, id := range ids {
+				if id < 0 || id >= tok.VocabSize() {
+					t.Fatalf("%s: id %d out of range for %q", name, id, b.String())
+				}
+			}
+			_ = tok.Decode(ids, false)
+		}
+	}
+}
