@@ -461,13 +461,11 @@ func (c *Config) fillDefaults() {
 	if c.Family() == Gemma2 && c.QueryPreAttnScalar == 0 {
 		c.QueryPreAttnScalar = float64(c.HeadDim)
 	}
-	if c.Activation() == "" {
-		switch c.Family() {
-		case Llama, Mistral:
-			c.HiddenAct = "silu"
-		default:
-			c.HiddenActivation = "gelu_pytorch_tanh"
-		}
+	switch {
+	case (c.Family() == Llama || c.Family() == Mistral) && c.HiddenAct == "":
+		c.HiddenAct = "silu"
+	case (c.Family() == Gemma || c.Family() == Gemma2) && c.HiddenActivation == "" && c.HiddenAct == "":
+		c.HiddenActivation = "gelu_pytorch_tanh"
 	}
 }
 
@@ -494,17 +492,24 @@ func (c *Config) Tied() bool { return c.TieWordEmbeddings == nil || *c.TieWordEm
 // Activation returns the MLP gate activation name HF uses for this config:
 // hidden_act for Llama and Mistral, hidden_activation for Gemma-2, and for
 // Gemma the one both transformers behaviours agree on.
+// An empty field means the family's default (silu, gelu_pytorch_tanh).
 func (c *Config) Activation() string {
+	a := c.HiddenActivation
 	switch c.Family() {
 	case Llama, Mistral:
+		if c.HiddenAct == "" {
+			return "silu"
+		}
 		return c.HiddenAct
-	case Gemma2:
-		return c.HiddenActivation
+	case Gemma:
+		if a == "" {
+			a = c.HiddenAct
+		}
 	}
-	if c.HiddenActivation != "" {
-		return c.HiddenActivation
+	if a == "" {
+		return "gelu_pytorch_tanh"
 	}
-	return c.HiddenAct
+	return a
 }
 
 // attnScale is the factor on q·k: 1/sqrt(query_pre_attn_scalar) for
