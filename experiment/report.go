@@ -472,7 +472,24 @@ func (res *Results) gateTables(b *strings.Builder, seen []string) {
 			}
 			b.WriteString("\n")
 		}
-		b.WriteString("| kept |")
+		// The true share of wrong labels, from the all-pairs run's data, to
+		// set against η̂.
+		b.WriteString("| true wrong share |")
+		for _, l := range seen {
+			var kept, corr float64
+			for _, r := range res.Runs {
+				if r.Arm == ArmAll {
+					kept += float64(r.KeptBy[l])
+					corr += float64(r.Correct[l])
+				}
+			}
+			if kept == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(b, " %.2f |", 1-corr/kept)
+		}
+		b.WriteString("\n| kept |")
 		for _, l := range seen {
 			var kept, corr, n, fb float64
 			for _, r := range res.Noise {
