@@ -23,6 +23,8 @@ const (
 	ArmGate     = "ConGrad leave-out gate"
 	ArmGroup    = "ConGrad group scores"
 	ArmAnchor   = "ConGrad anchor gate (dev)"
+	ArmLOO      = "ConGrad leave-out scores, no gate"
+	ArmGateGrp  = "ConGrad leave-out gate + group scores"
 )
 
 // ArmKeys are the short names of the arms for --arms.
@@ -30,6 +32,7 @@ var ArmKeys = map[string]string{
 	"all": ArmAll, "random": ArmRandom, "margin": ArmMargin, "balanced": ArmBalanced, "loss": ArmLoss,
 	"ownmean": ArmOwnMean, "less": ArmLESS, "congrad": ArmCongrad, "ema": ArmCongrEMA, "top": ArmCongrTop,
 	"noise": ArmNoise, "gate": ArmGate, "group": ArmGroup, "anchor": ArmAnchor, "oracle": ArmOracle,
+	"loo": ArmLOO, "gategroup": ArmGateGrp,
 }
 
 // trainedArms is cfg.Arms resolved to arm names in table order (all arms
@@ -266,15 +269,82 @@ func variantSubsets(cfg Config, seed uint64, sk [][]float32, ids, langs []string
 	if subsets[ArmGate], audit[ArmGate], err = keptFrom(gate.Apply(vs, g), ids, langs); err != nil {
 		return nil, nil, nil, nil, err
 	}
+	groups, err := gate.Groups(langs, cfg.GroupSize, seed)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	// The same gate, open languages scored by groups against g*_{-l}.
+	gscores := make([]float64, len(sk))
+	for _, l := range sortedLangs(targets) {
+		var idx []int
+		for i := range sk {
+			if langs[i] == l {
+				idx = append(idx, i)
+			}
+		}
+		sub, grp := make([][]float32, len(idx)), make([]int, len(idx))
+		for j, i := range idx {
+			sub[j], grp[j] = sk[i], groups[i]
+		}
+		target := g.Consensus.Consensus
+		if r, ok := g.LeaveOut[l]; ok {
+			target = r.Consensus
+		}
+		s, err := gate.GroupScores(sub, grp, target)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("gate+group %s: %w", l, err)
+		}
+		for j, i := range idx {
+			gscores[i] = s[j]
+		}
+	}
+	for i := range sk {
+		if gated, _ := g.Gated(langs[i]); gated {
+			gscores[i] = math.Inf(-1)
+		}
+	}
+	if vs, err = keep.Decide(scored(ids, langs, gscores), positive); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if subsets[ArmGateGrp], audit[ArmGateGrp], err = keptFrom(gate.Apply(gate.GroupReasons(vs), g), ids, langs); err != nil {
+		return nil, nil, nil, nil, err
+	}
+
+	// Leave-out scores without any gate: every pair of l against g*_{-l}
+	// over all other languages (isolates the target from the gate).
+	dirs, _, err := gate.Means(sk, langs)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	loo, err := gate.LeaveOneOut(dirs, seed)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	lscores := make([]float64, len(sk))
+	for _, l := range sortedLangs(loo) {
+		t, err := vec.NewTarget(loo[l].Consensus)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("leave-out target %s: %w", l, err)
+		}
+		for i, v := range sk {
+			if langs[i] == l {
+				if lscores[i], err = t.Cosine(v); err != nil {
+					return nil, nil, nil, nil, err
+				}
+			}
+		}
+	}
+	if vs, err = keep.Decide(scored(ids, langs, lscores), positive); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if subsets[ArmLOO], audit[ArmLOO], err = keptFrom(vs, ids, langs); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	for _, lg := range g.Langs {
 		gates = append(gates, GateRow{Seed: seed, Gate: "leave-out", Lang: lg.Lang, Cos: lg.Cos.Value, Lo: lg.Cos.Lo, Hi: lg.Cos.Hi, Gated: lg.Gated, ConsensusLang: len(g.Consensus.Langs)})
 	}
 
 	// Group scores against the default consensus g*.
-	groups, err := gate.Groups(langs, cfg.GroupSize, seed)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
 	gs, err := gate.GroupScores(sk, groups, def.PCGrad.Consensus)
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("group scores: %w", err)

@@ -27,7 +27,7 @@ const (
 // Arms lists the arms in table order: joint training, the baselines at
 // ConGrad's keep ratio, the ConGrad variants, the oracle.
 var Arms = []string{ArmAll, ArmRandom, ArmMargin, ArmBalanced, ArmLoss, ArmOwnMean, ArmLESS,
-	ArmCongrad, ArmCongrEMA, ArmCongrTop, ArmNoise, ArmGate, ArmGroup, ArmAnchor, ArmOracle}
+	ArmCongrad, ArmCongrEMA, ArmCongrTop, ArmNoise, ArmLOO, ArmGate, ArmGateGrp, ArmGroup, ArmAnchor, ArmOracle}
 
 // FidelityRow is the agreement of sketched with exact ConGrad decisions
 // (mean, positive) for one seed, sketch method and k.

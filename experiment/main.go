@@ -24,7 +24,7 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	nSeeds := fs.Int("n-seeds", 0, "use seeds 1..N (default 15; quick 1); --seeds overrides it")
 	evalPairs := fs.Int("eval-pairs", 0, "held-out pairs per language (default 1000; quick 50)")
 	noFidelity := fs.Bool("no-fidelity", false, "skip the sketch-fidelity study")
-	arms := fs.String("arms", "", "comma-separated arms to train (default all): all,random,margin,balanced,loss,ownmean,less,congrad,ema,top,noise,gate,group,anchor,oracle")
+	arms := fs.String("arms", "", "comma-separated arms to train (default all): all,random,margin,balanced,loss,ownmean,less,congrad,ema,top,noise,loo,gate,gategroup,group,anchor,oracle")
 	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
 	replot := fs.String("replot", "", "rewrite the report from a results.json of an earlier run, without training")
 	if err := fs.Parse(args); err != nil {
