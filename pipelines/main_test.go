@@ -232,24 +232,28 @@ func TestSelectAccountingDeterminismAndGCS(t *testing.T) {
 			if kept == 0 || dropped == 0 {
 				t.Fatalf("degenerate: kept=%d dropped=%d", kept, dropped)
 			}
-			orphans := int64(1)
-			if kept+dropped+dead-orphans != int64(len(pairs)) {
-				t.Fatalf("accounting: kept %d + dropped %d + dead %d - orphans %d != %d pairs", kept, dropped, dead, orphans, len(pairs))
+			// Dead rows: one per dead pair and one per rejected sketch row
+			// (the NaN sketch and the orphan).
+			deadSketches := int64(2)
+			if kept+dropped+dead-deadSketches != int64(len(pairs)) {
+				t.Fatalf("accounting: kept %d + dropped %d + dead %d - dead sketches %d != %d pairs", kept, dropped, dead, deadSketches, len(pairs))
 			}
-			if dead-orphans != int64(bad) {
-				t.Fatalf("dead pairs = %d, want %d", dead-orphans, bad)
+			if dead-deadSketches != int64(bad) {
+				t.Fatalf("dead pairs = %d, want %d", dead-deadSketches, bad)
 			}
 			if d := rows(t, c.Glob(OutDecisions)); d != kept+dropped {
 				t.Fatalf("decisions %d != kept+dropped %d", d, kept+dropped)
 			}
 			r := readReport(t, a)
 			sel := r.Totals["select"]
-			if sel["kept"] != kept || sel["dropped"] != dropped || sel["dead"] != dead || sel["pairs_in"] != int64(len(pairs)) {
+			if sel["kept"] != kept || sel["dropped"] != dropped || sel["dead"] != dead-deadSketches || sel["pairs_in"] != int64(len(pairs)) ||
+				sel["sketches_in"] != int64(len(sks)) || sel["sketches_dead"] != deadSketches ||
+				sel["sketches_scored"]+sel["sketches_unscorable"]+sel["sketches_dead"] != sel["sketches_in"] {
 				t.Fatalf("report totals %v vs files kept=%d dropped=%d dead=%d", sel, kept, dropped, dead)
 			}
 			// The same accounting in Beam metrics.
 			if metrics["congrad.filter/kept"] != kept || metrics["congrad.filter/dropped"] != dropped ||
-				metrics["congrad.filter/dead"]+metrics["congrad.filter/orphan_sketch"] != dead ||
+				metrics["congrad.filter/dead"] != dead-deadSketches ||
 				metrics["congrad.progress/select/pairs_in"] != int64(len(pairs)) {
 				t.Fatalf("Beam metrics %v vs files kept=%d dropped=%d dead=%d", metrics, kept, dropped, dead)
 			}

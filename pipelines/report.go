@@ -2,10 +2,12 @@ package pipelines
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -22,8 +24,9 @@ import (
 )
 
 // Counter accumulates the accounting table of a run: Add(stage, outcome,
-// col) counts col's rows per language (the element's Lang field; "*" when it
-// has none) under (stage, outcome).
+// col) counts col's rows per language (the element's Lang field, or for a
+// dead letter the language its payload or source names; "*" when none)
+// under (stage, outcome).
 type Counter struct {
 	s     beam.Scope
 	parts []beam.PCollection
@@ -51,7 +54,9 @@ type countKeyFn struct{ Stage, Outcome string }
 
 func (f *countKeyFn) ProcessElement(x beam.T) string {
 	lang := "*"
-	if v := reflect.ValueOf(x); v.Kind() == reflect.Struct {
+	if d, ok := x.(schemas.DeadLetter); ok {
+		lang = deadLang(d)
+	} else if v := reflect.ValueOf(x); v.Kind() == reflect.Struct {
 		if l := v.FieldByName("Lang"); l.IsValid() && l.Kind() == reflect.String && l.String() != "" {
 			lang = l.String()
 		}
@@ -59,24 +64,136 @@ func (f *countKeyFn) ProcessElement(x beam.T) string {
 	return f.Stage + "\x00" + lang + "\x00" + f.Outcome
 }
 
+// deadLang finds the language of a dead letter where its writer put one:
+// a JSON payload's "lang" (filter), a "lang=xx " payload prefix
+// (gradients) or a "lang/id" source (selfreward); "*" when none.
+func deadLang(d schemas.DeadLetter) string {
+	switch {
+	case strings.HasPrefix(d.Payload, "{"):
+		var p struct {
+			Lang string `json:"lang"`
+		}
+		if json.Unmarshal([]byte(d.Payload), &p) == nil && p.Lang != "" {
+			return p.Lang
+		}
+	case strings.HasPrefix(d.Payload, "lang="):
+		if l, _, _ := strings.Cut(strings.TrimPrefix(d.Payload, "lang="), " "); l != "" {
+			return l
+		}
+	}
+	if l, _, ok := strings.Cut(d.Source, "/"); ok && isLangTag(l) {
+		return l
+	}
+	return "*"
+}
+
+// isLangTag: a short tag of letters and '-' (not a path or URL).
+func isLangTag(s string) bool {
+	if len(s) < 2 || len(s) > 12 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 func toCount(key string, n int) report.Count {
 	p := strings.SplitN(key, "\x00", 3)
 	return report.Count{Stage: p[0], Lang: p[1], Outcome: p[2], N: int64(n)}
 }
 
-// Reasons counts dead letters by (stage, reason).
+// Reasons counts dead letters by stage and kind of reason (ReasonKind),
+// keeping a few full reasons of each kind as examples.
 //
 //	PCollection<schemas.DeadLetter> -> PCollection<report.Reason>
 func Reasons(s beam.Scope, dead beam.PCollection) beam.PCollection {
 	s = s.Scope("congrad.Reasons")
-	return beam.ParDo(s, toReason, stats.Count(s, beam.ParDo(s, reasonKey, dead)))
+	return beam.ParDo(s, toReason, beam.CombinePerKey(s, &reasonFn{}, beam.ParDo(s, reasonKey, dead)))
 }
 
-func reasonKey(d schemas.DeadLetter) string { return d.Stage + "\x00" + d.Reason }
+// ReasonKind is the kind of a dead-letter reason. Reasons written by this
+// project start with a code and ": " ("drop:margin: margin 0.42 < 1",
+// "orphan_sketch: no pair with this pair_id"); the code is the kind. Any
+// other reason is its own kind with the numbers blanked ("3 sketches" ->
+// "# sketches"), cut to 80 bytes, so free-text reasons still group.
+func ReasonKind(r string) string {
+	if code, _, ok := strings.Cut(r, ": "); ok && code != "" && !strings.ContainsAny(code, " \t") {
+		return code
+	}
+	var b strings.Builder
+	inNum := false
+	for _, c := range r {
+		isNum := c >= '0' && c <= '9' || inNum && (c == '.' || c == 'e' || c == '-' || c == '+')
+		if isNum {
+			if !inNum {
+				b.WriteByte('#')
+			}
+			inNum = true
+			continue
+		}
+		inNum = false
+		b.WriteRune(c)
+	}
+	k := b.String()
+	if len(k) > 80 {
+		k = k[:80]
+	}
+	return k
+}
 
-func toReason(key string, n int) report.Reason {
-	st, r, _ := strings.Cut(key, "\x00")
-	return report.Reason{Stage: st, Reason: r, N: int64(n)}
+func reasonKey(d schemas.DeadLetter) (string, string) {
+	return d.Stage + "\x00" + ReasonKind(d.Reason), d.Reason
+}
+
+// ReasonAcc is a kind's count and its smallest distinct reasons.
+type ReasonAcc struct {
+	N        int64
+	Examples []string
+}
+
+type reasonFn struct{}
+
+func (reasonFn) CreateAccumulator() ReasonAcc { return ReasonAcc{} }
+func (reasonFn) AddInput(a ReasonAcc, r string) ReasonAcc {
+	a.N++
+	a.Examples = addExample(a.Examples, r)
+	return a
+}
+func (reasonFn) MergeAccumulators(a, b ReasonAcc) ReasonAcc {
+	a.N += b.N
+	for _, r := range b.Examples {
+		a.Examples = addExample(a.Examples, r)
+	}
+	return a
+}
+func (reasonFn) ExtractOutput(a ReasonAcc) ReasonAcc { return a }
+
+// addExample keeps the report.MaxExamples smallest distinct reasons, so the
+// examples do not depend on the order rows arrive in.
+func addExample(ex []string, r string) []string {
+	i := sort.SearchStrings(ex, r)
+	if i < len(ex) && ex[i] == r || i >= report.MaxExamples {
+		return ex
+	}
+	ex = append(ex, "")
+	copy(ex[i+1:], ex[i:])
+	ex[i] = r
+	if len(ex) > report.MaxExamples {
+		ex = ex[:report.MaxExamples]
+	}
+	return ex
+}
+
+func toReason(key string, a ReasonAcc) report.Reason {
+	st, k, _ := strings.Cut(key, "\x00")
+	ex := a.Examples
+	if ex == nil {
+		ex = []string{}
+	}
+	return report.Reason{Stage: st, Kind: k, N: a.N, Examples: ex}
 }
 
 // ReportParts are the small summaries the report is built from.
@@ -206,7 +323,9 @@ func init() {
 	register.Function1x1(deadToFailure)
 	register.DoFn1x1[beam.T, string](&countKeyFn{})
 	register.Function2x1(toCount)
-	register.Function1x1(reasonKey)
+	register.Function1x2(reasonKey)
+	register.Combiner2[ReasonAcc, string](&reasonFn{})
+	beam.RegisterType(reflect.TypeOf(ReasonAcc{}))
 	register.Function2x1(toReason)
 	register.DoFn7x1[context.Context, []byte, func(*aggregate.Consensus) bool, func(*filter.Stats) bool,
 		func(*report.Count) bool, func(*report.Reason) bool, func(string), error](&writeReportFn{})

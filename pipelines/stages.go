@@ -144,10 +144,7 @@ func selectStage(s beam.Scope, c *Config, pairs, sketches, upstreamFail beam.PCo
 		return err
 	}
 	dead := sel.Dead
-	cnt.Add(stageSelect, "pairs_in", pairs)
-	cnt.Add(stageSelect, "kept", sel.Kept)
-	cnt.Add(stageSelect, "dropped", sel.Dropped)
-	cnt.Add(stageSelect, "dead", dead)
+	sel.count(cnt, stageSelect, pairs)
 	c.write(s, OutKept, sel.Kept)
 	c.write(s, OutDropped, sel.Dropped)
 	c.write(s, OutDecisions, sel.Decisions)
@@ -198,7 +195,12 @@ func BuildSelect(s beam.Scope, c Config) error {
 		c.Sketches = c.Glob(OutSketches)
 	}
 	pairs := lakeio.ReadPairs(s, c.Pairs, lakeio.ReadOptions{})
-	sketches := lakeio.ReadSketches(s, c.Sketches, lakeio.ReadOptions{SketchK: c.Select.Spec.K, SketchSpec: c.Select.Spec.String()})
+	// The sketch files are read in passes (see Select): no vector is kept
+	// between stages.
+	sketches, err := SketchFiles(s, c.Sketches, c.Select)
+	if err != nil {
+		return err
+	}
 	return selectStage(s, &c, pairs, sketches, beam.PCollection{}, NewCounter(s))
 }
 

@@ -1,16 +1,37 @@
 // Package filter is ConGrad's conflict filter (METHOD.md §6) as Beam
-// transforms: score every sketch against the consensus g* (a side input),
-// rank within each language, apply the keep rule, and join the verdicts back
-// onto the pairs so every pair leaves as kept, dropped or dead-letter.
+// transforms: validate sketches against their pairs, score every admitted
+// sketch against the consensus g* (a side input), rank within each
+// language, apply the keep rule, and join the verdicts back onto the pairs
+// so every pair leaves as kept, dropped or dead-letter.
 //
-//	valid, bad := filter.Check(s, sketches, k)
-//	res := filter.Conflicts(s, valid, consensus, filter.Options{Keep: keep.DefaultOptions()})
-//	out := filter.Split(s, pairs, res.Verdicts, beam.Flatten(s, bad, res.Failures))
+//	val := filter.Validate(s, pairs, filter.MetasOf(s, sketches), upstream)
+//	ok, bad := filter.Admit(s, sketches, val.Excluded, k)
+//	... aggregate ok into g* ...
+//	scored, unscorable := filter.Score(s, ok, consensus)
+//	verdicts, stats := filter.Rank(s, scored, filter.Options{Keep: keep.DefaultOptions()})
+//	out := filter.Split(s, pairs, verdicts, beam.Flatten(s, val.PairFailures, bad, unscorable), val.Refs)
 //
-// Memory: ranking groups each language's (pair id, score) rows on one
-// worker, about 60 bytes per pair plus the id; sketches are never grouped or
-// shuffled. global-top adds a fixed 4096-bin histogram and the rows of the
-// one bin that holds the cutoff.
+// Validation comes first: a sketch is admitted only when exactly one pair
+// and one sketch carry its pair id and both name the same language. It runs
+// on Meta rows (id, language, reference log-probs), never on vectors: a
+// CoGroupByKey of those with the pairs' (id, language) yields the small set
+// of excluded ids, which the aggregation and scoring passes read as a side
+// input. Orphans, duplicates and mismatches therefore never reach G_l, g*
+// or a language's ranking; each rejected sketch row is a dead letter of its
+// own and its pair, when there is one, a dead letter with the same reason.
+//
+// Sketch files (MetasOfFiles, AggregateFiles, ScoreFiles) are read in three
+// passes over lakeio splits, each fused with its reader: the small columns
+// for validation; all columns, checked and summed into one exact
+// accumulator per language per split (combiner lifting by hand); all
+// columns again, emitting only (pair id, language, score). No sketch vector
+// crosses a stage boundary, so memory is O(L·k + one batch of BatchRows
+// sketches) per worker whatever the number of pairs; the per-pair state is
+// small rows (ids, scores, the excluded set).
+//
+// Memory of the ranking: each language's (pair id, score) rows are grouped
+// on one worker, about 60 bytes per pair plus the id. global-top adds a
+// fixed 4096-bin histogram and the rows of the one bin that holds the cutoff.
 package filter
 
 import (
@@ -77,23 +98,28 @@ func Check(s beam.Scope, sketches beam.PCollection, k int) (valid, failed beam.P
 type checkFn struct{ K int }
 
 func (f *checkFn) ProcessElement(sk schemas.Sketch, ok func(schemas.Sketch), bad func(Failure)) {
-	fail := func(format string, a ...any) {
-		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: fmt.Sprintf(format, a...)})
+	if r := checkSketch(sk, f.K); r != "" {
+		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: r})
+		return
 	}
+	ok(sk)
+}
+
+// checkSketch returns why a sketch cannot be aggregated or scored, or "".
+func checkSketch(sk schemas.Sketch, k int) string {
 	switch {
 	case sk.PairID == "":
-		fail("sketch without pair_id")
+		return reason(KindInvalid, "sketch without pair_id")
 	case sk.Lang == "":
-		fail("sketch without lang")
-	case len(sk.Values) != f.K:
-		fail("sketch has %d values, want k=%d", len(sk.Values), f.K)
+		return reason(KindInvalid, "sketch without lang")
+	case len(sk.Values) != k:
+		return reason(KindInvalid, "sketch has %d values, want k=%d", len(sk.Values), k)
 	case vec.CheckFinite(sk.Values) != nil:
-		fail("non-finite sketch value")
+		return reason(KindInvalid, "non-finite sketch value")
 	case vec.Norm(sk.Values) == 0:
-		fail("zero sketch: cosine undefined")
-	default:
-		ok(sk)
+		return reason(KindInvalid, "zero sketch: cosine undefined")
 	}
+	return ""
 }
 
 // Conflicts scores valid sketches against the consensus and decides, per
@@ -111,15 +137,42 @@ func Conflicts(s beam.Scope, sketches, consensus beam.PCollection, opts Options)
 	mustType("filter.Conflicts", sketches, reflect.TypeOf(schemas.Sketch{}))
 	mustType("filter.Conflicts", consensus, reflect.TypeOf(aggregate.Consensus{}))
 
-	scored, failed := beam.ParDo2(s, &scoreFn{}, sketches, beam.SideInput{Input: consensus})
+	scored, failed := Score(s, sketches, consensus)
+	verdicts, stats := Rank(s, scored, opts)
+	return Result{Verdicts: verdicts, Failures: failed, Stats: stats}
+}
+
+// Score computes cos(s_i, g*) for checked sketches; a sketch that cannot be
+// scored (no usable consensus, non-finite cosine) is a Failure.
+//
+//	PCollection<schemas.Sketch>, singleton PCollection<aggregate.Consensus> -> (PCollection<keep.Scored>, PCollection<Failure>)
+func Score(s beam.Scope, sketches, consensus beam.PCollection) (scored, failed beam.PCollection) {
+	s = s.Scope("filter.Score")
+	mustType("filter.Score", sketches, reflect.TypeOf(schemas.Sketch{}))
+	mustType("filter.Score", consensus, reflect.TypeOf(aggregate.Consensus{}))
+	return beam.ParDo2(s, &scoreFn{}, sketches, beam.SideInput{Input: consensus})
+}
+
+// Rank ranks scored pairs within each language and applies the keep rule.
+// It holds one language's (pair id, score) rows at a time, never sketches.
+//
+//	PCollection<keep.Scored> -> (PCollection<schemas.Decision>, PCollection<Stats>)
+func Rank(s beam.Scope, scored beam.PCollection, opts Options) (verdicts, stats beam.PCollection) {
+	s = s.Scope("filter.Rank")
+	if opts.Keep.Rule == "" {
+		opts.Keep.Rule = keep.Positive
+	}
+	if err := opts.Keep.Validate(); err != nil {
+		panic(fmt.Sprintf("filter.Rank: %v", err))
+	}
+	mustType("filter.Rank", scored, reflect.TypeOf(keep.Scored{}))
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
 	if opts.Keep.Rule == keep.GlobalTop {
 		cutoff = globalCutoff(s, scored, opts.Keep.Rho)
 	}
 	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScored, scored))
-	verdicts, stats := beam.ParDo2(s, &rankFn{Rule: string(opts.Keep.Rule), Tau: opts.Keep.Tau, Rho: opts.Keep.Rho},
+	return beam.ParDo2(s, &rankFn{Rule: string(opts.Keep.Rule), Tau: opts.Keep.Tau, Rho: opts.Keep.Rho},
 		byLang, beam.SideInput{Input: cutoff})
-	return Result{Verdicts: verdicts, Failures: failed, Stats: stats}
 }
 
 func mustType(name string, c beam.PCollection, want reflect.Type) {
@@ -130,19 +183,26 @@ func mustType(name string, c beam.PCollection, want reflect.Type) {
 
 // scoreFn computes cos(s_i, g*). The consensus is the same for the whole run,
 // so its norm is computed once per DoFn instance.
-type scoreFn struct {
+type scoreFn struct{ sc scorer }
+
+func (f *scoreFn) ProcessElement(sk schemas.Sketch, cons func(*aggregate.Consensus) bool,
+	ok func(keep.Scored), bad func(Failure)) {
+	f.sc.score(sk, cons, ok, bad)
+}
+
+// scorer holds the consensus target once it has been read.
+type scorer struct {
 	target *vec.Target
 	err    string
 }
 
-func (f *scoreFn) ProcessElement(sk schemas.Sketch, cons func(*aggregate.Consensus) bool,
-	ok func(keep.Scored), bad func(Failure)) {
+func (f *scorer) score(sk schemas.Sketch, cons func(*aggregate.Consensus) bool, ok func(keep.Scored), bad func(Failure)) {
 	if f.target == nil && f.err == "" {
 		var c aggregate.Consensus
 		if !cons(&c) {
-			f.err = "no consensus direction"
+			f.err = reason(KindUnscorable, "no consensus direction")
 		} else if t, err := vec.NewTarget(c.G); err != nil {
-			f.err = fmt.Sprintf("consensus unusable: %v", err)
+			f.err = reason(KindUnscorable, "consensus unusable: %v", err)
 		} else {
 			f.target = t
 		}
@@ -153,7 +213,7 @@ func (f *scoreFn) ProcessElement(sk schemas.Sketch, cons func(*aggregate.Consens
 	}
 	score, err := f.target.Cosine(sk.Values)
 	if err != nil || math.IsNaN(score) || math.IsInf(score, 0) {
-		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: fmt.Sprintf("%s: %v", keep.ReasonNonFinite, err)})
+		bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: reason(KindUnscorable, "%s: %v", keep.ReasonNonFinite, err)})
 		return
 	}
 	ok(keep.Scored{PairID: sk.PairID, Lang: sk.Lang, Score: score})
@@ -238,4 +298,6 @@ func init() {
 	}
 	registerCutoff()
 	registerSplit()
+	registerValidate()
+	registerFiles()
 }

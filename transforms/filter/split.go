@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -114,33 +115,35 @@ func (f *splitFn) ProcessElement(ctx context.Context, id string,
 		dead(schemas.DeadLetter{Stage: Stage, Source: p.PairID, Row: -1, Reason: reason, Payload: payload(p)})
 	}
 	if len(ps) == 0 {
-		// Sketch-level rows whose pair is missing: accounted as orphans.
+		// Rows whose pair is missing. Validate dead-letters orphan sketches
+		// before scoring, so only failures from elsewhere can land here.
 		for _, d := range ds {
 			count(ctx, OutOrphan, d.Lang)
-			dead(schemas.DeadLetter{Stage: Stage, Source: id, Row: -1, Reason: "sketch without pair", Payload: fmt.Sprintf("score=%v", d.Score)})
+			dead(schemas.DeadLetter{Stage: Stage, Source: id, Row: -1, Reason: reason(KindOrphan, "verdict without pair"), Payload: fmt.Sprintf("score=%v", d.Score)})
 		}
 		for _, fl := range fs {
 			count(ctx, OutOrphan, fl.Lang)
-			dead(schemas.DeadLetter{Stage: Stage, Source: id, Row: -1, Reason: "sketch without pair; " + fl.Reason})
+			dead(schemas.DeadLetter{Stage: Stage, Source: id, Row: -1, Reason: reason(KindOrphan, "failure without pair: %s", fl.Reason)})
 		}
 		return
 	}
 	if len(ps) > 1 {
 		for _, p := range ps {
-			deadPair(p, fmt.Sprintf("duplicate pair_id (%d pairs share it)", len(ps)))
+			deadPair(p, reason(KindDuplicatePair, "%d pairs share this pair_id", len(ps)))
 		}
 		return
 	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].Reason < fs[j].Reason })
 	p := ps[0]
 	switch {
 	case len(fs) > 0:
 		deadPair(p, fs[0].Reason)
 	case len(ds) == 0:
-		deadPair(p, "no sketch for pair")
+		deadPair(p, reason(KindNoSketch, "no sketch for this pair"))
 	case len(ds) > 1:
-		deadPair(p, fmt.Sprintf("%d sketches for one pair", len(ds)))
+		deadPair(p, reason(KindDuplicate, "%d verdicts for one pair", len(ds)))
 	case ds[0].Lang != p.Lang:
-		deadPair(p, fmt.Sprintf("sketch language %q differs from pair language %q", ds[0].Lang, p.Lang))
+		deadPair(p, reason(KindLangMismatch, "sketch language %q differs from pair language %q", ds[0].Lang, p.Lang))
 	default:
 		if hasRefs && !math.IsNaN(r.RefChosenLogp) {
 			p.RefChosenLogp, p.RefRejectedLogp = r.RefChosenLogp, r.RefRejectedLogp

@@ -27,12 +27,18 @@ type Count struct {
 	N       int64  `json:"n"`
 }
 
-// Reason counts dead-letter rows by stage and reason.
+// Reason counts dead-letter rows by stage and kind of reason (the reason's
+// code, such as "drop:margin" or "orphan_sketch", without the row's details),
+// with a few of the full reasons as examples.
 type Reason struct {
-	Stage  string `json:"stage"`
-	Reason string `json:"reason"`
-	N      int64  `json:"n"`
+	Stage    string   `json:"stage"`
+	Kind     string   `json:"kind"`
+	N        int64    `json:"n"`
+	Examples []string `json:"examples"` // up to MaxExamples distinct reasons, smallest first
 }
+
+// MaxExamples is the number of example reasons kept per kind.
+const MaxExamples = 3
 
 // Language is what the report knows about one language.
 type Language struct {
@@ -88,7 +94,7 @@ func (r *Report) Finish() {
 		if a.Stage != b.Stage {
 			return a.Stage < b.Stage
 		}
-		return a.Reason < b.Reason
+		return a.Kind < b.Kind
 	})
 	sort.Slice(r.Languages, func(i, j int) bool { return r.Languages[i].Lang < r.Languages[j].Lang })
 	r.Totals = map[string]map[string]int64{}

@@ -1,0 +1,99 @@
+package lakeio
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"reflect"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+)
+
+// Split is one unit of columnar reading work: a range of Parquet row groups
+// or of Arrow record batches of one file. Splits lets a transform read the
+// same files more than once (select reads sketch files in passes) without
+// carrying their rows between stages.
+type Split = split
+
+// Splits lists glob, checks every file's columns against elemType's layout
+// (as Read does, so a wrong file fails before any row is read) and returns
+// its splits, reshuffled so a runner spreads them over workers. Columnar
+// files only.
+//
+//	PCollection<lakeio.Split>
+func Splits(s beam.Scope, glob string, elemType reflect.Type, opts ReadOptions) (beam.PCollection, error) {
+	s = s.Scope("lakeio.Splits")
+	if err := checkGlob(glob); err != nil {
+		return beam.PCollection{}, err
+	}
+	kind, err := kindOf(elemType)
+	if err != nil {
+		return beam.PCollection{}, err
+	}
+	if opts.Format == JSONL {
+		return beam.PCollection{}, fmt.Errorf("%w: %s records from JSONL (only prompts)", ErrUnsupported, kind)
+	}
+	co := codecOpts{Kind: kind, K: opts.SketchK, Spec: opts.SketchSpec}
+	splits := beam.ParDo(s, &expandFn{Glob: glob, Opts: opts.withDefaults(), Codec: co}, beam.Impulse(s))
+	return beam.Reshuffle(s, splits), nil
+}
+
+// EachBatch calls fn with the record batches of sp, at most batchRows rows
+// each (Parquet; an Arrow file's batches are as written). cols, when non-nil,
+// names the flat Parquet columns to read. Parquet pages are
+// streamed through a small buffer, so memory is about one batch whatever
+// the size of a row group.
+func EachBatch(ctx context.Context, sp Split, cols []string, batchRows int, fn func(rec arrow.RecordBatch) error) error {
+	if sp.Format != Parquet {
+		return readBatches(ctx, sp, cols, func(rec arrow.RecordBatch, _ int64) error { return fn(rec) })
+	}
+	if batchRows <= 0 {
+		batchRows = 1024
+	}
+	rr, _, err := openRandom(ctx, sp.Path)
+	if err != nil {
+		return err
+	}
+	props := parquet.NewReaderProperties(memory.DefaultAllocator)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = 1 << 20
+	pf, err := file.NewParquetReader(rr, file.WithReadProps(props))
+	if err != nil {
+		rr.Close()
+		return fmt.Errorf("%w %s: not a Parquet file: %v", ErrUnreadable, sp.Path, err)
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(batchRows)}, memory.DefaultAllocator)
+	if err != nil {
+		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
+	}
+	var idx []int
+	for _, name := range cols {
+		if i := pf.MetaData().Schema.ColumnIndexByName(name); i >= 0 {
+			idx = append(idx, i)
+		}
+	}
+	var groups []int
+	for g := sp.Start; g < sp.End; g++ {
+		groups = append(groups, int(g))
+	}
+	rec, err := fr.GetRecordReader(ctx, idx, groups)
+	if err != nil {
+		return fmt.Errorf("%w %s: row groups %v: %v", ErrUnreadable, sp.Path, groups, err)
+	}
+	defer rec.Release()
+	for rec.Next() {
+		if err := fn(rec.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := rec.Err(); err != nil && err != io.EOF {
+		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
+	}
+	return nil
+}
