@@ -1,7 +1,6 @@
 package lakeio
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -25,8 +24,12 @@ func init() {
 	register.Emitter1[string]()
 	register.DoFn2x0[[]byte, func(int)](&benchChunksFn{})
 	register.DoFn2x0[int, func(schemas.Pair)](&benchPairsFn{})
-	register.DoFn2x0[context.Context, schemas.Pair](&benchCountFn{})
+	register.DoFn2x0[schemas.Pair, func(int)](&benchCountFn{})
+	register.Function2x0(benchTotal)
 	register.Emitter1[int]()
+	// As the project's own stages do for the records they emit (without it
+	// the benchmark's generator emits through reflection).
+	register.Emitter1[schemas.Pair]()
 }
 
 // testBucket is created in the in-process fake GCS server.
