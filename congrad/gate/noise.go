@@ -5,7 +5,8 @@
 //     own score distribution (FitNoise, DecideNoiseAware);
 //   - leave-own-language-out consensus g*_{-l} (LeaveOneOut) and
 //     language-level gating with bootstrap confidence intervals
-//     (GateLeaveOut, CosineCI);
+//     (GateLeaveOut, CosineCI; PoissonBoot is the mergeable bootstrap for
+//     a distributed pipeline);
 //   - anchor-gated consensus from a small trusted dev set (GateAnchor);
 //   - group scoring: the mean vector of N pairs of one language or prompt
 //     cluster is scored and the score applies to every member (Groups,
