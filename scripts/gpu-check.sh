@@ -60,6 +60,27 @@ phase() {
   return "$rc"
 }
 
+# cuda_data_dir: the plugin loads NVIDIA's libraries through its RPATH
+# (site-packages/nvidia, next to jax_plugins/), but XLA also needs libdevice
+# and ptxas; go-xla looks for them next to the plugin's parent folder only,
+# so point XLA at the pip CUDA folder that has nvvm/libdevice.
+cuda_data_dir() {
+  local p=${GOMLX_BACKEND#xla:}
+  p=${p%%,*}
+  [[ "$p" == /* && "${XLA_FLAGS:-}" != *xla_gpu_cuda_data_dir* ]] || return 0
+  local sp
+  sp=$(dirname "$(dirname "$(dirname "$p")")")
+  [[ -d "$sp/nvidia" ]] || return 0
+  local libdev
+  libdev=$(find "$sp/nvidia" -maxdepth 5 -name 'libdevice.10.bc' -path '*nvvm/libdevice/*' 2>/dev/null | head -1)
+  [[ -n "$libdev" ]] || return 0
+  local dir
+  dir=$(dirname "$(dirname "$(dirname "$libdev")")")
+  export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_cuda_data_dir=$dir"
+  [[ -d "$dir/bin" ]] && export PATH="$dir/bin:$PATH"
+  say "XLA_FLAGS=$XLA_FLAGS"
+}
+
 # --- preflight: device, binary, backend, peak --------------------------------
 say "== gpu-check $([[ $dry == 1 ]] && echo '--dry-run ')$(date -u +%FT%TZ) on $(hostname), budget ${budget}s"
 if ((dry)); then
@@ -92,6 +113,7 @@ else
   fi
   # Never download a plugin on the device (no network there).
   export GOMLX_NO_AUTO_INSTALL=1
+  cuda_data_dir
 fi
 [[ -x "$GRADBENCH" ]] || { say "gpu-check: $GRADBENCH is not an executable (build it with 'make gradbench-xla' and carry bin/gradbench-xla)"; exit 2; }
 say "gpu=$gpu_name backend=$GOMLX_BACKEND binary=$GRADBENCH"
