@@ -151,6 +151,18 @@ func (f *extractFn) Setup() error {
 	return err
 }
 
+// pairLess is a total order on pairs: id first, then the fields that make
+// two rows with one id differ.
+func pairLess(a, b schemas.Pair) bool {
+	for _, c := range [][2]string{{a.PairID, b.PairID}, {a.Lang, b.Lang}, {a.Prompt, b.Prompt},
+		{a.Chosen, b.Chosen}, {a.Rejected, b.Rejected}, {a.PromptID, b.PromptID}} {
+		if c[0] != c[1] {
+			return c[0] < c[1]
+		}
+	}
+	return false
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -168,7 +180,10 @@ func (f *extractFn) ProcessElement(ctx context.Context, _ int, it func(*schemas.
 	for it(&p) {
 		ps = append(ps, p)
 	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].PairID < ps[j].PairID })
+	// Order by id, then by content: when two rows share a pair id, the one
+	// extracted (and the one dead-lettered) must not depend on the order the
+	// runner delivered them in.
+	sort.Slice(ps, func(i, j int) bool { return pairLess(ps[i], ps[j]) })
 	byID := map[string]schemas.Pair{}
 	var in []dpo.Input
 	for _, p := range ps {

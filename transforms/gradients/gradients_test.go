@@ -3,6 +3,7 @@ package gradients
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -154,4 +155,35 @@ func BenchmarkGradientStage(b *testing.B) {
 	b.ReportMetric(float64(len(ps)*b.N)/loop.Seconds(), "loop_pairs/s")
 	b.ReportMetric(float64(len(ps)*b.N)/beamT.Seconds(), "beam_pairs/s")
 	b.ReportMetric(beamT.Seconds()/loop.Seconds(), "beam/loop")
+}
+
+// Two rows with one pair id: which one is extracted must not depend on the
+// order they arrive in.
+func TestPairLessOrderIndependent(t *testing.T) {
+	rows := []schemas.Pair{
+		{PairID: "p1", Lang: "en", Prompt: "x", Chosen: "b", Rejected: "c"},
+		{PairID: "p1", Lang: "en", Prompt: "x", Chosen: "a", Rejected: "c"},
+		{PairID: "p0", Lang: "de", Prompt: "y", Chosen: "a", Rejected: "c"},
+		{PairID: "p1", Lang: "de", Prompt: "x", Chosen: "z", Rejected: "c"},
+	}
+	var first []schemas.Pair
+	for perm := 0; perm < 24; perm++ {
+		ps := append([]schemas.Pair(nil), rows...)
+		// a deterministic shuffle per perm
+		for i := len(ps) - 1; i > 0; i-- {
+			j := (perm*7 + i*3) % (i + 1)
+			ps[i], ps[j] = ps[j], ps[i]
+		}
+		sort.Slice(ps, func(i, j int) bool { return pairLess(ps[i], ps[j]) })
+		if first == nil {
+			first = ps
+			continue
+		}
+		if !reflect.DeepEqual(ps, first) {
+			t.Fatalf("perm %d: order %v differs from %v", perm, ps, first)
+		}
+	}
+	if first[0].PairID != "p0" || first[1].Lang != "de" || first[2].Chosen != "a" {
+		t.Fatalf("unexpected order %v", first)
+	}
 }
