@@ -4,7 +4,7 @@ PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 BIN       := bin
 
-.PHONY: all build test bench lint demo experiment clean gradbench-xla gpu-check fuzz experiment experiment-quick
+.PHONY: all build test bench bench-peers lint demo experiment clean gradbench-xla gpu-check fuzz experiment experiment-quick
 
 all: build
 
@@ -24,6 +24,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS) | tee bench.txt
 	$(GO) run ./gpu/cmd/gradbench -model tiny -seq 128 -batch 8 -steps 4 | tee -a bench.txt
 	$(GO) run ./gpu/cmd/gradbench -model 10m -seq 128 -batch 2 -steps 3 | tee -a bench.txt
+
+# congrad select vs the same bulk work in DuckDB on the same synthetic sketch
+# files: CPU seconds, peak RSS and their ratio (docs/perf/select.md).
+# N and K set the size (default 100000 sketches, k=2048).
+bench-peers:
+	scripts/bench-peers.sh
 
 # The GPU build: cgo + XLA through a PJRT plugin loaded at run time (no C
 # library needed at build time). Carry bin/gradbench-xla to a GPU machine.
