@@ -189,7 +189,12 @@ func (res *Results) Markdown(imgRel string) string {
 					b.WriteString(" – |")
 					continue
 				}
-				fmt.Fprintf(&b, " %s |", ciCell(pairedDiffs(res.Runs, arm, ref, g)))
+				d := pairedDiffs(res.Runs, arm, ref, g)
+				cell := ciCell(d)
+				if len(d) > 1 && len(d) != len(cfg.Seeds) {
+					cell += fmt.Sprintf(" (%d seeds)", len(d)) // a merged or partial run
+				}
+				fmt.Fprintf(&b, " %s |", cell)
 			}
 			b.WriteString("\n")
 		}
