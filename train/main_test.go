@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,7 +65,7 @@ func TestReadPairsParquetAndMain(t *testing.T) {
 	}
 	out := filepath.Join(dir, "lora.safetensors")
 	var log bytes.Buffer
-	if err := Main(context.Background(), []string{"--pairs", in, "--out", out, "--steps", "3", "--batch", "4"}, &log); err != nil {
+	if err := Main(context.Background(), []string{"--pairs", in, "--out", out, "--steps", "3", "--batch", "4"}, io.Discard, &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	ts, meta, err := model.ReadSafetensors(out)
@@ -91,7 +92,7 @@ func TestReadPairsParquetBadColumns(t *testing.T) {
 	if _, err := ReadPairsParquet(context.Background(), filepath.Join(dir, "nope.parquet")); err == nil {
 		t.Error("missing file: want an error")
 	}
-	if err := Main(context.Background(), []string{"--pairs", missing}, &bytes.Buffer{}); err == nil {
+	if err := Main(context.Background(), []string{"--pairs", missing}, io.Discard, &bytes.Buffer{}); err == nil {
 		t.Error("Main without --out: want an error")
 	}
 }
@@ -122,7 +123,7 @@ func TestMainTrainsCheckpointDirectory(t *testing.T) {
 	out := filepath.Join(dir, "lora.safetensors")
 	var log bytes.Buffer
 	args := []string{"--pairs", in, "--out", out, "--model", ckpt, "--steps", "2", "--batch", "4", "--targets", "q_proj,v_proj,o_proj", "--rank", "2"}
-	if err := Main(context.Background(), args, &log); err != nil {
+	if err := Main(context.Background(), args, io.Discard, &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	ts, _, err := model.ReadSafetensors(out)
@@ -133,7 +134,7 @@ func TestMainTrainsCheckpointDirectory(t *testing.T) {
 	if len(ts) != 2*3*2 || !ok || len(b.Dims) != 2 || b.Dims[0] != 16 || b.Dims[1] != 2 {
 		t.Errorf("adapters: %d tensors, o_proj B %v", len(ts), b)
 	}
-	if err := Main(context.Background(), append(args, "--base-seed", "3"), &bytes.Buffer{}); err == nil {
+	if err := Main(context.Background(), append(args, "--base_seed", "3"), io.Discard, &bytes.Buffer{}); err == nil {
 		t.Error("--base-seed with a checkpoint: want an error")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/sketch"
@@ -17,9 +19,12 @@ import (
 	sr "github.com/congrad-beam/congrad/selfreward"
 )
 
-// opts holds every pipeline flag. Flag names follow Beam's snake_case style.
+// opts holds the pipeline flags. Flag names follow Beam's snake_case style.
+// Each command registers only the flags it uses (newFlags); the fields of
+// the others stay zero.
 type opts struct {
 	config string
+	cmd    string
 
 	prompts, pairs, sketches, out, format string
 	shards                                int
@@ -33,6 +38,10 @@ type opts struct {
 	backendModel    string
 	generator       string
 	generatorCorpus string
+	requestTimeout  time.Duration
+	maxRetries      int
+	apiKeyEnv       string
+	backendCheck    bool
 
 	n, j, maxTokens, judgeMaxTokens, iteration int
 	temperature, topP, minMargin               float64
@@ -50,27 +59,52 @@ type opts struct {
 	progressEvery                           float64
 	quiet                                   bool
 	fs                                      *flag.FlagSet
+	help                                    io.Writer
 }
 
 // tinyRubric is the judge prompt used with the embedded tiny model: its
 // byte-level context is 256 tokens, too short for the full default rubric.
 const tinyRubric = "Rate the answer from 0 to 5.\nQ: {{prompt}}\nA: {{response}}\n"
 
-func newFlags(cmd string, stderr io.Writer) *opts {
-	o := &opts{}
+// pipelineCommands have flag sets built by newFlags; summaries are shown in
+// their --help.
+var pipelineCommands = map[string]string{
+	"run":      "One whole ConGrad round in one pipeline: prompts -> pairs -> sketches -> kept/dropped pairs + report.",
+	"generate": "Prompts -> preference pairs: self-rewarding generation and judging against an OpenAI-compatible server.",
+	"sketch":   "Pairs -> per-pair LP-DPO gradient sketches (reads <out>/pairs-* unless --pairs).",
+	"select":   "Pairs + sketches -> kept / dropped pairs, decisions, dead letters and the report.",
+}
+
+// newFlags registers the flags of cmd (run, generate, sketch or select);
+// help is where --help prints.
+func newFlags(cmd string, help io.Writer) *opts {
+	o := &opts{cmd: cmd, help: help}
 	fs := flag.NewFlagSet("congrad "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Errors come back to the caller as one line; --help prints o.usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	o.fs = fs
+	gen := cmd == "run" || cmd == "generate"
+	grad := cmd == "run" || cmd == "sketch"
+	sel := cmd == "run" || cmd == "select"
 	fs.StringVar(&o.config, "config", "", "JSON or YAML file of flag values (flag names as keys); command-line flags override it")
 
 	// Lake paths.
-	fs.StringVar(&o.prompts, "prompts", "testdata/prompts/*.jsonl", "prompt files (glob: JSONL, Parquet or Arrow; local, gs:// or memfs://)")
-	fs.StringVar(&o.pairs, "pairs", "", "pair files (glob); default: <out>/pairs-*")
-	fs.StringVar(&o.sketches, "sketches", "", "sketch files (glob); default: <out>/sketches-*")
-	fs.StringVar(&o.out, "out", "out", "output directory (local, gs:// or memfs://)")
+	if gen {
+		fs.StringVar(&o.prompts, "prompts", "testdata/prompts/*.jsonl", "prompt files (glob: JSONL, Parquet or Arrow; local, gs:// or memfs://)")
+	}
+	if cmd == "sketch" || cmd == "select" {
+		fs.StringVar(&o.pairs, "pairs", "", "pair files (glob); default: <out>/pairs-*")
+	}
+	if cmd == "select" {
+		fs.StringVar(&o.sketches, "sketches", "", "sketch files (glob); default: <out>/sketches-*")
+	}
+	fs.StringVar(&o.out, "out", "out", "output directory (local, gs:// or memfs://); a local one is created")
 	fs.StringVar(&o.format, "format", "parquet", "output file format: parquet | arrow")
-	fs.IntVar(&o.shards, "shards", 4, "files per output")
-	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random choice (sampling, PCGrad order): same seed, same bytes")
+	fs.IntVar(&o.shards, "shards", 4, "files per output, 1..10000")
+	if gen || sel {
+		fs.Uint64Var(&o.seed, "seed", 1, "seed of every random choice (sampling, PCGrad order): same seed, same bytes")
+	}
 
 	// Runner.
 	fs.StringVar(&o.r.Runner, "runner", "prism", "Beam runner: prism (in-process) | direct | universal (job server, e.g. prism or Flink) | dataflow")
@@ -87,59 +121,101 @@ func newFlags(cmd string, stderr io.Writer) *opts {
 	fs.StringVar(&o.svcOptions, "dataflow_service_options", "", "Dataflow: extra comma-separated service options")
 	fs.StringVar(&o.r.SDKContainerImage, "sdk_container_image", "", "Dataflow: worker container image (deploy/Dockerfile); required with a GPU")
 	fs.StringVar(&o.r.WorkerBinary, "worker_binary", "", "Dataflow: prebuilt linux/amd64 congrad binary used as the worker")
-	fs.Int64Var(&o.r.NumWorkers, "num_workers", 0, "Dataflow: initial workers (0: service default)")
-	fs.Int64Var(&o.r.MaxNumWorkers, "max_num_workers", 0, "Dataflow: autoscaling limit (0: service default)")
+	fs.Int64Var(&o.r.NumWorkers, "num_workers", 0, "Dataflow: initial workers, 0..100000 (0: service default)")
+	fs.Int64Var(&o.r.MaxNumWorkers, "max_num_workers", 0, "Dataflow: autoscaling limit, 0..100000 (0: service default)")
 	fs.BoolVar(&o.r.DryRun, "dry_run", false, "Dataflow: print the job description instead of submitting")
 
+	if gen || grad {
+		fs.StringVar(&o.modelRef, "model", "tiny", "model M_t: tiny | tiny:seed=N | a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)")
+	}
 	// Generate (self-rewarding).
-	fs.StringVar(&o.modelRef, "model", "tiny", "model M_t: tiny | tiny:seed=N | a Hugging Face checkpoint directory")
-	fs.StringVar(&o.generatorCorpus, "generator_corpus", "testdata/prompts/answers.tsv", "markov generator: answer lines \"lang<TAB>text\" (with the local prompts: its training text; empty: its built-in corpus)")
-	fs.StringVar(&o.backendURL, "backend_url", "", "OpenAI-compatible server for generation and judging; empty: serve --generator in-process on 127.0.0.1")
-	fs.StringVar(&o.generator, "generator", "markov", "in-process generator when --backend_url is empty: markov (seeded Markov text + overlap judge; the untrained tiny model cannot judge) | model (--model itself)")
-	fs.StringVar(&o.backendAPI, "backend_api", "completions", "backend API: completions | chat (score_cue needs completions)")
-	fs.StringVar(&o.backendModel, "backend_model", "", "model name sent to the backend (default: --model)")
-	fs.IntVar(&o.n, "n", 4, "candidates per prompt")
-	fs.IntVar(&o.j, "j", 3, "judgments per candidate")
-	fs.Float64Var(&o.temperature, "temperature", 0.7, "candidate sampling temperature")
-	fs.Float64Var(&o.topP, "top_p", 0.9, "candidate nucleus sampling")
-	fs.IntVar(&o.maxTokens, "max_tokens", 48, "candidate length limit in tokens")
-	fs.IntVar(&o.judgeMaxTokens, "judge_max_tokens", 4, "judge answer length limit in tokens")
-	fs.Float64Var(&o.minMargin, "min_margin", 1.0, "drop prompts whose best-worst judge margin is below this")
-	fs.StringVar(&o.rubric, "rubric", "", "judge prompt template with {{prompt}} and {{response}} (default: the built-in rubric; a short one for --model=tiny)")
-	fs.StringVar(&o.scoreCue, "score_cue", "Score: ", "start of the judge's answer (completions API): the score is then the first token")
-	fs.Float64Var(&o.lengthPenalty, "length_penalty", 0, "score points subtracted per 100 response tokens")
-	fs.Float64Var(&o.minScoreMass, "min_score_mass", 0.5, "least probability the score tokens 0..5 must carry for the probability-weighted score (else the parsed number); tiny: 1e-9")
-	fs.IntVar(&o.iteration, "iteration", 0, "self-rewarding round t, stored with every pair")
+	if gen {
+		fs.StringVar(&o.generatorCorpus, "generator_corpus", "testdata/prompts/answers.tsv", "markov generator: answer lines \"lang<TAB>text\" (with the local prompts: its training text; empty: its built-in corpus)")
+		fs.StringVar(&o.backendURL, "backend_url", "", "OpenAI-compatible server (http:// or https://) for generation and judging; empty: serve --generator in-process on 127.0.0.1")
+		fs.StringVar(&o.generator, "generator", "markov", "in-process generator when --backend_url is empty: markov (seeded Markov text + overlap judge; the untrained tiny model cannot judge) | model (--model itself)")
+		fs.StringVar(&o.backendAPI, "backend_api", "completions", "backend API: completions (/v1/completions, with --score_cue) | chat (/v1/chat/completions; no score cue: the judge's answer is parsed)")
+		fs.StringVar(&o.backendModel, "backend_model", "", "model name sent to the backend (default: --model)")
+		fs.DurationVar(&o.requestTimeout, "request_timeout", 60*time.Second, "time limit of one backend request attempt, 1ms..24h")
+		fs.IntVar(&o.maxRetries, "max_retries", 4, "retries of a failed backend request (refused, 5xx, 429, timeout, malformed), exponential backoff from 0.5s, 0..20")
+		fs.StringVar(&o.apiKeyEnv, "api_key_env", "OPENAI_API_KEY", "environment variable holding the backend's API key, sent as 'Authorization: Bearer' (never logged or stored); unset or empty: no key")
+		fs.BoolVar(&o.backendCheck, "backend_check", true, "send one one-token test request to --backend_url before the pipeline starts")
+		fs.IntVar(&o.n, "n", 4, "candidates per prompt, 2..128")
+		fs.IntVar(&o.j, "j", 3, "judgments per candidate, 1..64")
+		fs.Float64Var(&o.temperature, "temperature", 0.7, "candidate and judge sampling temperature, 0..2 (0: greedy)")
+		fs.Float64Var(&o.topP, "top_p", 0.9, "candidate and judge nucleus sampling, (0, 1]")
+		fs.IntVar(&o.maxTokens, "max_tokens", 48, "candidate length limit in tokens, 1..131072")
+		fs.IntVar(&o.judgeMaxTokens, "judge_max_tokens", 4, "judge answer length limit in tokens, 1..131072")
+		fs.Float64Var(&o.minMargin, "min_margin", 1.0, "drop prompts whose best-worst judge margin is below this, 0..5 (0: any strict preference)")
+		fs.StringVar(&o.rubric, "rubric", "", "judge prompt template with {{prompt}} and {{response}} (default: the built-in rubric; a short one for --generator=model --model=tiny)")
+		fs.StringVar(&o.scoreCue, "score_cue", "Score: ", "start of the judge's answer (completions API only; ignored with --backend_api=chat): the score is then the first token")
+		fs.Float64Var(&o.lengthPenalty, "length_penalty", 0, "score points subtracted per 100 response tokens, 0..5")
+		fs.Float64Var(&o.minScoreMass, "min_score_mass", 0.5, "least probability the score tokens 0..5 must carry for the probability-weighted score (else the parsed number), 0..1")
+		fs.IntVar(&o.iteration, "iteration", 0, "self-rewarding round t, stored with every pair, 0..1000000")
+	}
 
-	// Sketch (gradients).
-	fs.StringVar(&o.sketchMethod, "sketch", "countsketch", "sketch method: countsketch | gaussian")
-	fs.IntVar(&o.k, "k", 8192, "sketch dimension")
-	fs.Uint64Var(&o.sketchSeed, "sketch_seed", 0, "seed of the sketch matrix (part of the sketch contract, not --seed)")
-	fs.Float64Var(&o.beta, "beta", 0.1, "DPO beta")
-	fs.Float64Var(&o.alpha, "alpha", 0, "LP-DPO length-margin weight (0: plain DPO)")
-	fs.IntVar(&o.loraRank, "lora_rank", 8, "LoRA rank of the adapters whose gradients are sketched")
-	fs.IntVar(&o.maxLen, "max_len", 0, "tokens per sequence (0: the model's limit, at most 512)")
-	fs.IntVar(&o.batch, "batch", 8, "pairs per device call")
-	fs.IntVar(&o.buckets, "buckets", 16, "hash groups that deterministic batches are cut from (raise for large jobs: parallelism)")
-	fs.IntVar(&o.steps, "steps", 16, "mini-batch steps assigned by pair-id hash (ema aggregate)")
+	// Sketch (gradients); select needs the sketch contract to check its input.
+	if grad || sel {
+		fs.StringVar(&o.sketchMethod, "sketch", "countsketch", "sketch method: countsketch | gaussian")
+		fs.IntVar(&o.k, "k", 8192, "sketch dimension, 1..1048576")
+		fs.Uint64Var(&o.sketchSeed, "sketch_seed", 0, "seed of the sketch matrix (part of the sketch contract, not --seed)")
+	}
+	if grad {
+		fs.Float64Var(&o.beta, "beta", 0.1, "DPO beta, (0, 100]")
+		fs.Float64Var(&o.alpha, "alpha", 0, "LP-DPO length-margin weight, 0..100 (0: plain DPO)")
+		fs.IntVar(&o.loraRank, "lora_rank", 8, "LoRA rank of the adapters whose gradients are sketched, 1..4096")
+		fs.IntVar(&o.maxLen, "max_len", 0, "tokens per sequence, 0..131072 (0: the model's limit, at most 512)")
+		fs.IntVar(&o.batch, "batch", 8, "pairs per device call, 1..4096")
+		fs.IntVar(&o.buckets, "buckets", 16, "hash groups that deterministic batches are cut from, 1..1048576 (raise for large jobs: parallelism)")
+		fs.IntVar(&o.steps, "steps", 16, "mini-batch steps assigned by pair-id hash (ema aggregate), 1..1048576")
+	}
 
 	// Select.
-	fs.StringVar(&o.aggregate, "aggregate", "mean", "per-language direction: mean | ema")
-	fs.Float64Var(&o.gamma, "gamma", 0.9, "ema decay")
-	fs.StringVar(&o.keepRule, "keep", "positive", "keep rule: positive (score > tau) | top (best rho per language) | global-top")
-	fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold")
-	fs.Float64Var(&o.rho, "rho", 0.5, "fraction kept by top and global-top")
+	if sel {
+		fs.StringVar(&o.aggregate, "aggregate", "mean", "per-language direction: mean | ema")
+		fs.Float64Var(&o.gamma, "gamma", 0.9, "ema decay, (0, 1)")
+		fs.StringVar(&o.keepRule, "keep", "positive", "keep rule: positive (score > tau) | top (best rho per language) | global-top")
+		fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold on the cosine score, -1..1")
+		fs.Float64Var(&o.rho, "rho", 0.5, "fraction kept by top and global-top, (0, 1]")
+	}
 
-	fs.Float64Var(&o.progressEvery, "progress_every", 2, "seconds between progress lines (0: off)")
+	fs.Float64Var(&o.progressEvery, "progress_every", 2, "seconds between progress lines, 0..86400 (0: off)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	return o
 }
 
+// usage prints the command's help: only its own flags.
+func (o *opts) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: congrad %s [--flag=value ...]\n\n%s\n\nFlags (default in parentheses):\n", o.cmd, pipelineCommands[o.cmd])
+	o.fs.SetOutput(w)
+	o.fs.PrintDefaults()
+	o.fs.SetOutput(io.Discard)
+}
+
+// given reports whether flag name was set on the command line or in --config.
+func (o *opts) given(name string) bool {
+	set := false
+	o.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // parse reads args, then the config file for the flags not given on the
-// command line.
+// command line. Errors are usage errors (exit 2) on one line; --help prints
+// the command's flags to o.help and returns flag.ErrHelp.
 func (o *opts) parse(args []string) error {
-	if err := o.fs.Parse(args); err != nil {
+	err := o.parseArgs(args)
+	if err == nil || err == flag.ErrHelp || errors.Is(err, errUsage) {
 		return err
+	}
+	return fmt.Errorf("%w: %s", errUsage, oneLine(err))
+}
+
+func (o *opts) parseArgs(args []string) error {
+	if err := o.fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			o.usage(o.help)
+			return err
+		}
+		return explainFlagError(o.cmd, err)
 	}
 	if o.fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, o.fs.Args())
@@ -163,7 +239,7 @@ func (o *opts) parse(args []string) error {
 			return fmt.Errorf("config %s: nested config is not supported", o.config)
 		}
 		if o.fs.Lookup(k) == nil {
-			return fmt.Errorf("config %s: unknown option %q (see --help)", o.config, k)
+			return fmt.Errorf("config %s: %s", o.config, notAFlagOf(o.cmd, k))
 		}
 		if given[k] {
 			continue
@@ -230,46 +306,83 @@ func readConfig(path string) (map[string]string, error) {
 	return out, nil
 }
 
-// pipelineConfig turns the flags into the pipelines' Config.
+// pipelineConfig turns the flags into the pipelines' Config. Call validate
+// first: it does not repeat the range checks.
 func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
-	spec := sketch.Spec{Method: sketch.Method(o.sketchMethod), K: o.k, Seed: o.sketchSeed, Version: sketch.Version}
-	if err := spec.Validate(); err != nil {
-		return pipelines.Config{}, fmt.Errorf("%w: --sketch/--k: %v", errUsage, err)
-	}
-	rubric := o.rubric
-	if rubric == "" && o.backendURL == "" && o.generator == "model" && strings.HasPrefix(o.modelRef, "tiny") {
-		rubric = tinyRubric
-	}
-	bm := o.backendModel
-	if bm == "" {
-		bm = o.modelRef
+	spec := sketch.DefaultSpec()
+	if o.fs.Lookup("k") != nil {
+		spec = sketch.Spec{Method: sketch.Method(o.sketchMethod), K: o.k, Seed: o.sketchSeed, Version: sketch.Version}
+		if err := spec.Validate(); err != nil {
+			return pipelines.Config{}, fmt.Errorf("%w: --sketch/--k: %v", errUsage, err)
+		}
 	}
 	c := pipelines.Config{
 		Prompts: o.prompts, Pairs: o.pairs, Sketches: o.sketches, Out: o.out, Format: o.format, Shards: o.shards,
 		Options: map[string]string{},
 	}
-	c.SelfReward.Core = sr.Options{N: o.n, J: o.j, Temperature: o.temperature, TopP: o.topP, MaxTokens: o.maxTokens,
-		JudgeMaxTokens: o.judgeMaxTokens, MinMargin: o.minMargin, Rubric: rubric, ScoreCue: o.scoreCue,
-		LengthPenalty: o.lengthPenalty, MinScoreMass: o.minScoreMass, Seed: int64(o.seed), Iteration: o.iteration, ModelID: o.modelRef}
-	if o.minMargin == 0 {
-		c.SelfReward.Core.MinMargin = 1e-9 // 0 means "default" to selfreward; keep any strict preference
+	// effective overrides what a flag's value says where the value used differs.
+	effective := map[string]string{}
+	if o.fs.Lookup("n") != nil {
+		rubric := o.rubric
+		if rubric == "" {
+			rubric = sr.DefaultRubric
+			if o.backendURL == "" && o.generator == "model" && strings.HasPrefix(o.modelRef, "tiny") {
+				rubric = tinyRubric
+			}
+		}
+		bm := o.backendModel
+		if bm == "" {
+			bm = o.modelRef
+		}
+		cue := o.scoreCue
+		if o.backendAPI == "chat" {
+			cue = "" // chat cannot prefill the answer; the judge's text is parsed
+		}
+		maxRetries := o.maxRetries
+		if maxRetries == 0 {
+			maxRetries = -1 // HTTPConfig: 0 is its default, -1 none
+		}
+		effective["rubric"], effective["backend_model"], effective["score_cue"] = rubric, bm, cue
+		// Exact: the flags carry their defaults, so every zero here was typed.
+		c.SelfReward.Core = sr.Options{Exact: true, N: o.n, J: o.j,
+			Temperature: o.temperature, TopP: o.topP, MaxTokens: o.maxTokens,
+			JudgeTemperature: o.temperature, JudgeTopP: o.topP, JudgeMaxTokens: o.judgeMaxTokens,
+			TopLogprobs: sr.DefaultTopLogprobs, MaxPromptChars: sr.DefaultMaxPromptChars,
+			MinMargin: o.minMargin, Rubric: rubric, ScoreCue: cue,
+			LengthPenalty: o.lengthPenalty, MinScoreMass: o.minScoreMass, Seed: int64(o.seed), Iteration: o.iteration, ModelID: o.modelRef}
+		c.SelfReward.Backend = sr.HTTPConfig{BaseURL: backendURL, Model: bm, API: o.backendAPI,
+			APIKeyEnv: o.apiKeyEnv, Timeout: o.requestTimeout, MaxRetries: maxRetries}
 	}
-	c.SelfReward.Backend = sr.HTTPConfig{BaseURL: backendURL, Model: bm, API: o.backendAPI}
-	c.Gradients.Model, c.Gradients.Spec = o.modelRef, spec
-	c.Gradients.Beta, c.Gradients.Alpha, c.Gradients.LoRARank = o.beta, o.alpha, o.loraRank
-	c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Buckets, c.Gradients.Steps = o.maxLen, o.batch, o.buckets, o.steps
+	if o.fs.Lookup("beta") != nil {
+		c.Gradients.Model = o.modelRef
+		c.Gradients.Beta, c.Gradients.Alpha, c.Gradients.LoRARank = o.beta, o.alpha, o.loraRank
+		c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Buckets, c.Gradients.Steps = o.maxLen, o.batch, o.buckets, o.steps
+	}
+	c.Gradients.Spec = spec
 	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,
 		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho}}
-	// The report records every option with its effective value, except
-	// runner plumbing and the output location, which differ between
-	// otherwise identical runs (the same job on gs:// and locally must
-	// write the same bytes).
+	if o.fs.Lookup("keep") == nil {
+		c.Select = pipelines.SelectOptions{Spec: spec}
+	}
+	// The report records the options of this command with the values the
+	// run used, except runner plumbing, the output location and the backend
+	// address and credentials, which differ between otherwise identical
+	// runs (the same job on gs:// and locally must write the same bytes).
+	// The in-process generator's options count only without --backend_url.
 	o.fs.VisitAll(func(f *flag.Flag) {
 		switch f.Name {
-		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name", "out":
+		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name", "out",
+			"api_key_env", "backend_check":
 			return
+		case "generator", "generator_corpus":
+			if o.backendURL != "" {
+				return
+			}
 		}
 		c.Options[f.Name] = f.Value.String()
+		if v, ok := effective[f.Name]; ok {
+			c.Options[f.Name] = v
+		}
 	})
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)

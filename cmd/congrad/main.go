@@ -54,13 +54,21 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := Main(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "congrad:", err)
-		os.Exit(exitCode(err))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the exit: it runs Main and prints an error as one
+// line, "congrad: <what went wrong>", and returns the exit code: 0 for
+// success and --help, 2 for a usage error (bad flag, missing input, bad
+// model or output path), 1 for a failure (unreachable backend, a run that
+// produced nothing, a runner error).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := Main(ctx, args, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, "congrad:", strings.TrimRight(err.Error(), "\n"))
+	return exitCode(err)
 }
 
 func isWorker(args []string) bool {
@@ -76,7 +84,7 @@ func isWorker(args []string) bool {
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	if errors.Is(err, errUsage) || errors.Is(err, train.ErrUsage) {
 		return 2
 	}
 	return 1
@@ -85,8 +93,7 @@ func exitCode(err error) int {
 // Main dispatches a command; tests call it directly.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: no command", errUsage)
+		return fmt.Errorf("%w: no command (see 'congrad help')", errUsage)
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -95,12 +102,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serveCmd(ctx, rest, stdout, stderr)
 	case "train":
-		return train.Main(ctx, rest, stderr)
+		return train.Main(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+		return fmt.Errorf("%w: unknown command %q (commands: run, generate, sketch, select, serve, train; see 'congrad help')", errUsage, cmd)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 func TestHelpDocumentsEveryFlagWithDefault(t *testing.T) {
 	var out bytes.Buffer
-	err := Main(context.Background(), []string{"run", "--help"}, io.Discard, &out)
+	err := Main(context.Background(), []string{"run", "--help"}, &out, io.Discard)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}

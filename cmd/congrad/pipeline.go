@@ -18,22 +18,19 @@ import (
 	"github.com/congrad-beam/congrad/pipelines"
 	"github.com/congrad-beam/congrad/pipelines/progress"
 	"github.com/congrad-beam/congrad/runners"
+	sr "github.com/congrad-beam/congrad/selfreward"
 	"github.com/congrad-beam/congrad/serve"
 	"github.com/congrad-beam/congrad/serve/embedded"
 	"github.com/congrad-beam/congrad/serve/markov"
 )
 
 func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	o := newFlags(cmd, stderr)
-	o.fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: congrad %s [--flag=value ...]\n\nFlags (default in parentheses):\n", cmd)
-		o.fs.PrintDefaults()
-	}
+	o := newFlags(cmd, stdout)
 	if err := o.parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err // one line, usage; or flag.ErrHelp after printing the help
+	}
+	if err := o.validate(); err != nil {
+		return err
 	}
 	ro := o.runnerOptions()
 	if err := ro.Validate(); err != nil {
@@ -48,11 +45,20 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	if local && (ro.Runner == runners.Dataflow || (ro.Runner == runners.Universal && ro.EnvironmentType != "LOOPBACK")) {
 		return fmt.Errorf("%w: --runner=%s workers cannot reach an in-process model server: give --backend_url", errUsage, ro.Runner)
 	}
+	if err := o.checkLocal(ro); err != nil {
+		return err
+	}
 	if !ro.DryRun {
 		if err := checkInputs(ctx, cmd, cfg); err != nil {
 			return err
 		}
 	}
+	if !local && o.backendURL != "" && o.backendCheck && !ro.DryRun {
+		if err := checkBackend(ctx, cfg.SelfReward.Backend); err != nil {
+			return err
+		}
+	}
+	defer sr.OnRetry(sr.OnRetry(retryPrinter(stderr, 10*time.Second)))
 	if local {
 		url, stop, err := startEngine(ctx, o.generator, o.modelRef, o.prompts, o.generatorCorpus, "127.0.0.1:0")
 		if err != nil {
@@ -79,6 +85,7 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 
 	progress.Reset()
 	start := time.Now()
+	meter := progress.NewMeter(start, progressStages(cmd)...)
 	done := make(chan struct{})
 	if !o.quiet && o.progressEvery > 0 {
 		go func() {
@@ -89,24 +96,27 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 				case <-done:
 					return
 				case <-t.C:
-					fmt.Fprintln(stderr, progress.Line(start))
+					fmt.Fprintln(stderr, meter.Line(time.Now(), backendStats()...))
 				}
 			}
 		}()
 	}
 	fmt.Fprintf(stderr, "congrad %s: runner=%s out=%s\n", cmd, ro.Runner, cfg.Out)
-	_, err = runners.Run(ctx, ro, p)
+	res, err := runners.Run(ctx, ro, p)
 	close(done)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if !o.quiet {
-		fmt.Fprintln(stderr, progress.Line(start))
+		fmt.Fprintln(stderr, meter.Line(time.Now(), backendStats()...))
 	}
 	if ro.DryRun {
 		return nil
 	}
 	summarize(stdout, cmd, cfg, time.Since(start))
+	if counts, ok := runCounts(res, inProcess(ro)); ok {
+		return checkProduced(cmd, cfg, counts) // exit 1 when nothing useful came out
+	}
 	return nil
 }
 
@@ -213,16 +223,23 @@ func summarize(w io.Writer, cmd string, c pipelines.Config, took time.Duration) 
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("congrad serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	addr := fs.String("addr", "127.0.0.1:8000", "listen address (host:port; port 0 picks a free one)")
 	ref := fs.String("model", "tiny", "model: tiny | tiny:seed=N | a Hugging Face checkpoint directory")
 	gen := fs.String("generator", "model", "what to serve: model (--model) | markov (seeded Markov text + overlap judge)")
 	corpus := fs.String("generator_corpus", "testdata/prompts/answers.tsv", "markov: training text (empty: the built-in corpus)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			fmt.Fprint(stdout, "Usage: congrad serve [--flag=value ...]\n\nOpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models) for the embedded model or the markov generator.\n\nFlags (default in parentheses):\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v (see 'congrad serve --help')", errUsage, err)
+	}
+	if err := checkServe(fs, *addr, *gen, *ref); err != nil {
+		return err
 	}
 	url, stop, err := startEngine(ctx, *gen, *ref, "testdata/prompts/*.jsonl", *corpus, *addr)
 	if err != nil {
