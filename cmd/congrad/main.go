@@ -42,6 +42,11 @@ Commands:
 'congrad <command> --help' lists the command's flags with their defaults.
 With no flags, 'congrad run' uses in-process Prism, the embedded tiny model and
 testdata/prompts, and writes everything to ./out/.
+
+Exit status: 0 success; 2 usage error (a bad or misplaced flag, a missing
+input, an unusable --model or --out; checked before anything starts); 1
+failure (the backend fails its test request, a runner error, or a run that
+produced nothing: no pairs, no sketches, no kept or dropped pair).
 `
 
 func main() {

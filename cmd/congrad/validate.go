@@ -72,7 +72,7 @@ func (b bound) String() string {
 	if b.hiOpen {
 		r = ")"
 	}
-	return fmt.Sprintf("%s%s, %s%s", l, strconv.FormatFloat(b.lo, 'g', -1, 64), strconv.FormatFloat(b.hi, 'g', -1, 64), r)
+	return fmt.Sprintf("%s%s, %s%s", l, strconv.FormatFloat(b.lo, 'f', -1, 64), strconv.FormatFloat(b.hi, 'f', -1, 64), r)
 }
 
 // checkBounds checks every flag of fs that has a bound. Durations are
