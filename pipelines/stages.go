@@ -11,6 +11,7 @@ import (
 	"github.com/congrad-beam/congrad/transforms/filter"
 	"github.com/congrad-beam/congrad/transforms/gradients"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
+	"github.com/congrad-beam/congrad/transforms/report"
 	"github.com/congrad-beam/congrad/transforms/selfreward"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	// Options is the run's configuration as the user gave it, copied into
 	// report.json.
 	Options map[string]string
+
+	// Upstream are the totals of the stages before a staged select (from
+	// their manifests, see Job.Apply); the select report carries them.
+	Upstream []report.Count
 }
 
 // Output names: each is a lakeio prefix under Out ("<Out>/kept-00000-of-00004.parquet").
@@ -201,7 +206,12 @@ func BuildSelect(s beam.Scope, c Config) error {
 	if err != nil {
 		return err
 	}
-	return selectStage(s, &c, pairs, sketches, beam.PCollection{}, NewCounter(s))
+	cnt := NewCounter(s)
+	if len(c.Upstream) > 0 {
+		// The totals of the stages before this one, from their manifests.
+		cnt.parts = append(cnt.parts, beam.CreateList(s.Scope("congrad.Upstream"), c.Upstream))
+	}
+	return selectStage(s, &c, pairs, sketches, beam.PCollection{}, cnt)
 }
 
 // BuildRun chains generate, sketch and select in one pipeline (congrad run).

@@ -48,6 +48,12 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	if err := o.checkLocal(ro); err != nil {
 		return err
 	}
+	// One run per --out; inputs only through committed manifests (outguard.go).
+	job, cfg, err := openJob(ctx, cmd, args, o, cfg, ro.DryRun, stderr)
+	if err != nil {
+		return err
+	}
+	defer job.Close()
 	if !ro.DryRun {
 		if err := checkInputs(ctx, cmd, cfg); err != nil {
 			return err
@@ -83,6 +89,10 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
+	if err := job.Start(ctx, cfg); err != nil {
+		return err
+	}
+
 	progress.Reset()
 	start := time.Now()
 	meter := progress.NewMeter(start, progressStages(cmd)...)
@@ -105,6 +115,7 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	res, err := runners.Run(ctx, ro, p)
 	close(done)
 	if err != nil {
+		job.Fail(ctx, cfg, err)
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if !o.quiet {
@@ -112,6 +123,9 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	}
 	if ro.DryRun {
 		return nil
+	}
+	if err := job.Commit(ctx, cfg, res); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	summarize(stdout, cmd, cfg, time.Since(start))
 	if counts, ok := runCounts(res, inProcess(ro)); ok {
