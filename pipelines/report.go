@@ -56,6 +56,8 @@ func (f *countKeyFn) ProcessElement(x beam.T) string {
 	lang := "*"
 	if d, ok := x.(schemas.DeadLetter); ok {
 		lang = deadLang(d)
+	} else if d, ok := x.(schemas.Dropped); ok {
+		lang = d.Pair.Lang
 	} else if v := reflect.ValueOf(x); v.Kind() == reflect.Struct {
 		if l := v.FieldByName("Lang"); l.IsValid() && l.Kind() == reflect.String && l.String() != "" {
 			lang = l.String()

@@ -55,7 +55,7 @@ func (o SelectOptions) aggregate() aggregate.Options {
 // Scored, Unscorable or DeadSketches.
 type Selected struct {
 	Kept         beam.PCollection // PCollection<schemas.Pair>: the filtered pairs D'_t
-	Dropped      beam.PCollection // PCollection<schemas.Pair>
+	Dropped      beam.PCollection // PCollection<schemas.Dropped>: the pair with its score, rank and reason
 	Decisions    beam.PCollection // PCollection<schemas.Decision>: one per kept or dropped pair
 	Dead         beam.PCollection // PCollection<schemas.DeadLetter>: DeadPairs and the dead sketch rows
 	DeadPairs    beam.PCollection // PCollection<schemas.DeadLetter>: pairs that were neither kept nor dropped

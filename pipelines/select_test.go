@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/parquet/file"
+
 	"github.com/congrad-beam/congrad/schemas"
 )
 
@@ -98,6 +100,20 @@ func TestSelectRejectsBadSketchesBeforeAggregation(t *testing.T) {
 		c := selectConfig(dirty, variant)
 		if n := rows(t, c.Glob(OutDeadSelect)); n != sel["dead"]+sel["sketches_dead"] {
 			t.Fatalf("%s: %d dead-letter rows, want %d pairs + %d sketches", variant, n, sel["dead"], sel["sketches_dead"])
+		}
+		// Dropped files carry the verdict: score, rank and reason columns.
+		files, _ := filepath.Glob(c.Glob(OutDropped))
+		for _, f := range files {
+			pf, err := file.OpenParquetFile(f, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"pair_id", "prompt", "score", "rank", "reason"} {
+				if pf.MetaData().Schema.ColumnIndexByName(name) < 0 {
+					t.Fatalf("%s: dropped file %s has no %s column", variant, f, name)
+				}
+			}
+			pf.Close()
 		}
 		kinds := map[string]int64{}
 		for _, d := range rd.DeadLetters {

@@ -40,7 +40,7 @@ func refsOf(sk schemas.Sketch) Refs {
 // SplitResult is where every pair ends up.
 type SplitResult struct {
 	Kept      beam.PCollection // PCollection<schemas.Pair>
-	Dropped   beam.PCollection // PCollection<schemas.Pair>
+	Dropped   beam.PCollection // PCollection<schemas.Dropped>: the pair with its score, rank and reason
 	Decisions beam.PCollection // PCollection<schemas.Decision>, one per kept or dropped pair
 	Dead      beam.PCollection // PCollection<schemas.DeadLetter>
 }
@@ -105,7 +105,7 @@ func payload(p schemas.Pair) string {
 func (f *splitFn) ProcessElement(ctx context.Context, id string,
 	pairs func(*schemas.Pair) bool, decs func(*schemas.Decision) bool,
 	fails func(*Failure) bool, refs func(*Refs) bool,
-	kept, dropped func(schemas.Pair), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) {
+	kept func(schemas.Pair), dropped func(schemas.Dropped), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) {
 	ps, ds, fs := beamiter.Drain(pairs), beamiter.Drain(decs), beamiter.Drain(fails)
 	var r Refs
 	hasRefs := refs(&r)
@@ -154,7 +154,7 @@ func (f *splitFn) ProcessElement(ctx context.Context, id string,
 			kept(p)
 		} else {
 			count(ctx, OutDropped, p.Lang)
-			dropped(p)
+			dropped(schemas.Dropped{Pair: p, Score: ds[0].Score, Rank: ds[0].Rank, Reason: ds[0].Reason})
 		}
 	}
 }
@@ -166,9 +166,11 @@ func registerSplit() {
 	register.Function1x2(keyFailure)
 	register.Function1x2(keyRefs)
 	register.DoFn10x0[context.Context, string, func(*schemas.Pair) bool, func(*schemas.Decision) bool,
-		func(*Failure) bool, func(*Refs) bool, func(schemas.Pair), func(schemas.Pair),
+		func(*Failure) bool, func(*Refs) bool, func(schemas.Pair), func(schemas.Dropped),
 		func(schemas.Decision), func(schemas.DeadLetter)](&splitFn{})
 	register.Emitter1[schemas.Pair]()
+	register.Emitter1[schemas.Dropped]()
+	beam.RegisterType(reflect.TypeOf(schemas.Dropped{}))
 	register.Emitter1[schemas.DeadLetter]()
 	register.Iter1[*schemas.Pair]()
 	register.Iter1[*schemas.Decision]()

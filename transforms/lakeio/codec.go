@@ -134,6 +134,8 @@ func codecFor(o codecOpts) (anyCodec, error) {
 		return adapter[schemas.Pair]{schemas.PairCodec{Conversational: o.Conversational}}, nil
 	case "sketch":
 		return adapter[schemas.Sketch]{schemas.SketchCodec{K: o.K, Spec: o.Spec}}, nil
+	case "dropped":
+		return adapter[schemas.Dropped]{schemas.DroppedCodec{Conversational: o.Conversational}}, nil
 	case "decision":
 		return adapter[schemas.Decision]{schemas.DecisionCodec{}}, nil
 	case "dead_letter":
@@ -153,6 +155,8 @@ func kindOf(t reflect.Type) (string, error) {
 		return "pair", nil
 	case reflect.TypeFor[schemas.Sketch]():
 		return "sketch", nil
+	case reflect.TypeFor[schemas.Dropped]():
+		return "dropped", nil
 	case reflect.TypeFor[schemas.Decision]():
 		return "decision", nil
 	case reflect.TypeFor[schemas.DeadLetter]():
