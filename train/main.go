@@ -34,6 +34,17 @@ var openLow = map[string]bool{"lr": true, "beta": true}
 // kept-pairs Parquet files; the adapters are written as safetensors with
 // PEFT names. --help goes to stdout, progress to log.
 func Main(ctx context.Context, args []string, stdout, log io.Writer) error {
+	return MainChecked(ctx, args, stdout, log, nil)
+}
+
+// InputCheck vets the --pairs glob before anything is read (the CLI passes
+// the lake's manifest check: files of an unfinished or mixed run are
+// refused). A nil check accepts any files.
+type InputCheck func(ctx context.Context, glob string) error
+
+// MainChecked is Main with an input check run after the flags are
+// validated and before the pairs are read.
+func MainChecked(ctx context.Context, args []string, stdout, log io.Writer, check InputCheck) error {
 	fs := flag.NewFlagSet("congrad train", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -95,6 +106,11 @@ func Main(ctx context.Context, args []string, stdout, log io.Writer) error {
 		return usage("--pairs: no files match %s", *pairs)
 	}
 	sort.Strings(files)
+	if check != nil {
+		if err := check(ctx, *pairs); err != nil {
+			return fmt.Errorf("congrad train: %w", err)
+		}
+	}
 	if err := checkOutFile(*out); err != nil {
 		return usage("--out=%s: %v", *out, err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
+	"github.com/congrad-beam/congrad/pipelines"
 	"github.com/congrad-beam/congrad/train"
 )
 
@@ -107,7 +108,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serveCmd(ctx, rest, stdout, stderr)
 	case "train":
-		return train.Main(ctx, rest, stdout, stderr)
+		return train.MainChecked(ctx, rest, stdout, stderr, func(ctx context.Context, glob string) error {
+			// Kept pairs of an unfinished, failed or mixed select are
+			// refused, as the pipeline stages refuse their inputs.
+			_, _, _, _, err := pipelines.ResolveInput(ctx, "", pipelines.OutKept, glob, "--pairs", stderr)
+			return err
+		})
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -115,6 +115,18 @@ func TestStagedManifests(t *testing.T) {
 		t.Fatalf("select manifest files %v inputs %v", manifestPaths(sel), sel.Inputs)
 	}
 
+	// congrad train reads kept pairs only as the select manifest lists them.
+	kept := filepath.Join(out, "kept-*.parquet")
+	keptFiles, _ := filepath.Glob(kept)
+	if len(keptFiles) == 0 {
+		t.Fatal("no kept files")
+	}
+	keptOrig, _ := os.ReadFile(keptFiles[0])
+	os.WriteFile(keptFiles[0], append(append([]byte{}, keptOrig...), 0), 0o644)
+	mainRefused(t, "train on a changed kept file", []string{"train", "--pairs=" + kept,
+		"--out=" + filepath.Join(t.TempDir(), "a.safetensors"), "--steps=1"}, keptFiles[0], "bytes")
+	os.WriteFile(keptFiles[0], keptOrig, 0o644)
+
 	// Item 1: one run per --out.
 	l, err := pipelines.AcquireLock(context.Background(), out, "congrad run (test holder)", "x", nil)
 	if err != nil {

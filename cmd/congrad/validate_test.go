@@ -308,9 +308,9 @@ func TestModelCheck(t *testing.T) {
 	}
 	cases := map[string]string{
 		mk("badconfig", func(d string) { os.WriteFile(filepath.Join(d, "config.json"), []byte("{"), 0o644) }):              "config.json",
-		mk("noweights", func(d string) { os.Remove(filepath.Join(d, "model.safetensors")) }):                              "no *.safetensors",
+		mk("noweights", func(d string) { os.Remove(filepath.Join(d, "model.safetensors")) }):                               "no *.safetensors",
 		mk("badheader", func(d string) { os.WriteFile(filepath.Join(d, "model.safetensors"), []byte("garbage!"), 0o644) }): "model.safetensors",
-		mk("badtok", func(d string) { os.WriteFile(filepath.Join(d, "tokenizer.json"), []byte("{"), 0o644) }):             "tokenizer.json",
+		mk("badtok", func(d string) { os.WriteFile(filepath.Join(d, "tokenizer.json"), []byte("{"), 0o644) }):              "tokenizer.json",
 		"tiny:7": "tiny:seed=N",
 	}
 	for ref, want := range cases {
