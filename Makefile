@@ -54,7 +54,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 # Method validation (docs/EXPERIMENTS.md): the full study rewrites the tables
-# and plots in docs/ (~20-25 min on 2 cores); quick mode writes out/experiment-quick.
+# and plots in docs/ (15 seeds x 17 arms: several hours on 2 cores); quick mode writes out/experiment-quick.
 experiment:
 	$(GO) run ./experiment/cmd/experiment
 
