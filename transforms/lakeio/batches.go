@@ -3,7 +3,6 @@ package lakeio
 import (
 	"context"
 	"fmt"
-	"io"
 	"reflect"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -72,28 +71,5 @@ func EachBatch(ctx context.Context, sp Split, cols []string, batchRows int, fn f
 	if err != nil {
 		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
 	}
-	var idx []int
-	for _, name := range cols {
-		if i := pf.MetaData().Schema.ColumnIndexByName(name); i >= 0 {
-			idx = append(idx, i)
-		}
-	}
-	var groups []int
-	for g := sp.Start; g < sp.End; g++ {
-		groups = append(groups, int(g))
-	}
-	rec, err := fr.GetRecordReader(ctx, idx, groups)
-	if err != nil {
-		return fmt.Errorf("%w %s: row groups %v: %v", ErrUnreadable, sp.Path, groups, err)
-	}
-	defer rec.Release()
-	for rec.Next() {
-		if err := fn(rec.RecordBatch()); err != nil {
-			return err
-		}
-	}
-	if err := rec.Err(); err != nil && err != io.EOF {
-		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
-	}
-	return nil
+	return eachRowGroupBatch(ctx, pf, fr, sp, cols, fn)
 }

@@ -254,6 +254,35 @@ func expandArrow(ctx context.Context, p string, check func(*arrow.Schema) error,
 	return nil
 }
 
+// eachRowGroupBatch calls fn with the record batches of sp's row groups in
+// order, reading only the Parquet columns named in cols (all when nil).
+func eachRowGroupBatch(ctx context.Context, pf *file.Reader, fr *pqarrow.FileReader, sp split, cols []string, fn func(rec arrow.RecordBatch) error) error {
+	var idx []int
+	for _, name := range cols {
+		if i := pf.MetaData().Schema.ColumnIndexByName(name); i >= 0 {
+			idx = append(idx, i)
+		}
+	}
+	var groups []int
+	for g := sp.Start; g < sp.End; g++ {
+		groups = append(groups, int(g))
+	}
+	rr, err := fr.GetRecordReader(ctx, idx, groups)
+	if err != nil {
+		return fmt.Errorf("%w %s: row groups %v: %v", ErrUnreadable, sp.Path, groups, err)
+	}
+	defer rr.Release()
+	for rr.Next() {
+		if err := fn(rr.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := rr.Err(); err != nil && err != io.EOF {
+		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
+	}
+	return nil
+}
+
 // readBatches calls fn with every record batch of a columnar split and the
 // file row index of its first row (-1 when unknown). cols, when non-nil,
 // names the Parquet columns to read.
@@ -265,33 +294,12 @@ func readBatches(ctx context.Context, sp split, cols []string, fn func(rec arrow
 			return err
 		}
 		defer c.Close()
-		var idx []int
-		for _, name := range cols {
-			if i := pf.MetaData().Schema.ColumnIndexByName(name); i >= 0 {
-				idx = append(idx, i)
-			}
-		}
-		var groups []int
-		for g := sp.Start; g < sp.End; g++ {
-			groups = append(groups, int(g))
-		}
-		rr, err := fr.GetRecordReader(ctx, idx, groups)
-		if err != nil {
-			return fmt.Errorf("%w %s: row groups %v: %v", ErrUnreadable, sp.Path, groups, err)
-		}
-		defer rr.Release()
 		base := sp.RowBase
-		for rr.Next() {
-			rec := rr.RecordBatch()
-			if err := fn(rec, base); err != nil {
-				return err
-			}
+		return eachRowGroupBatch(ctx, pf, fr, sp, cols, func(rec arrow.RecordBatch) error {
+			err := fn(rec, base)
 			base += rec.NumRows()
-		}
-		if err := rr.Err(); err != nil && err != io.EOF {
-			return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
-		}
-		return nil
+			return err
+		})
 	case ArrowIPC:
 		rr, _, err := openRandom(ctx, sp.Path)
 		if err != nil {
