@@ -26,20 +26,26 @@ type Split = split
 //
 //	PCollection<lakeio.Split>
 func Splits(s beam.Scope, glob string, elemType reflect.Type, opts ReadOptions) (beam.PCollection, error) {
-	s = s.Scope("lakeio.Splits")
+	splits, _, err := splitsOf(s.Scope("lakeio.Splits"), glob, elemType, opts)
+	return splits, err
+}
+
+// splitsOf checks glob and elemType, lists the files and returns their
+// splits, reshuffled, with the codec options the readers need.
+func splitsOf(s beam.Scope, glob string, elemType reflect.Type, opts ReadOptions) (beam.PCollection, codecOpts, error) {
 	if err := checkGlob(glob); err != nil {
-		return beam.PCollection{}, err
+		return beam.PCollection{}, codecOpts{}, err
 	}
 	kind, err := kindOf(elemType)
 	if err != nil {
-		return beam.PCollection{}, err
+		return beam.PCollection{}, codecOpts{}, err
 	}
 	if opts.Format == JSONL {
-		return beam.PCollection{}, fmt.Errorf("%w: %s records from JSONL (only prompts)", ErrUnsupported, kind)
+		return beam.PCollection{}, codecOpts{}, fmt.Errorf("%w: %s records from JSONL (only prompts)", ErrUnsupported, kind)
 	}
 	co := codecOpts{Kind: kind, K: opts.SketchK, Spec: opts.SketchSpec}
 	splits := beam.ParDo(s, &expandFn{Glob: glob, Opts: opts.withDefaults(), Codec: co}, beam.Impulse(s))
-	return beam.Reshuffle(s, splits), nil
+	return beam.Reshuffle(s, splits), co, nil
 }
 
 // EachBatch calls fn with the record batches of sp, at most batchRows rows

@@ -78,19 +78,10 @@ func ReadCandidates(s beam.Scope, glob string, opts ReadOptions) beam.PCollectio
 // TryRead is Read returning construction errors.
 func TryRead(s beam.Scope, glob string, elemType reflect.Type, opts ReadOptions) (beam.PCollection, error) {
 	s = s.Scope("lakeio.Read")
-	if err := checkGlob(glob); err != nil {
-		return beam.PCollection{}, err
-	}
-	kind, err := kindOf(elemType)
+	splits, co, err := splitsOf(s, glob, elemType, opts)
 	if err != nil {
 		return beam.PCollection{}, err
 	}
-	if opts.Format == JSONL {
-		return beam.PCollection{}, fmt.Errorf("%w: %s records from JSONL (only prompts)", ErrUnsupported, kind)
-	}
-	co := codecOpts{Kind: kind, K: opts.SketchK, Spec: opts.SketchSpec}
-	splits := beam.ParDo(s, &expandFn{Glob: glob, Opts: opts.withDefaults(), Codec: co}, beam.Impulse(s))
-	splits = beam.Reshuffle(s, splits)
 	return beam.ParDo(s, &readFn{Codec: co}, splits, beam.TypeDefinition{Var: beam.XType, T: elemType}), nil
 }
 
