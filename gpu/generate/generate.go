@@ -33,7 +33,7 @@ type SampleOptions struct {
 	MaxTokens   int     // new tokens per sample (default 128)
 	Seed        int64
 	Stop        []string // generation stops before the first occurrence of any of these
-	StopTokens  []int    // extra stop token ids (EOS always stops)
+	StopTokens  []int    // extra stop token ids (every EOS id of the model always stops: Model.StopIDs)
 }
 
 // ErrOptions is wrapped by invalid sampling options.
@@ -252,7 +252,10 @@ func (g *Generator) Generate(ctx context.Context, prompts []string, o SampleOpti
 	if o.N < 0 || o.MaxTokens < 0 || o.Temperature < 0 || o.TopP < 0 || o.TopP > 1 {
 		return nil, fmt.Errorf("%w: %+v", ErrOptions, o)
 	}
-	stop := map[int]bool{g.m.Tok.EOS(): true}
+	stop := map[int]bool{}
+	for _, id := range g.m.StopIDs() {
+		stop[id] = true
+	}
 	for _, s := range o.StopTokens {
 		stop[s] = true
 	}

@@ -220,3 +220,39 @@ func BenchmarkGenerate(b *testing.B) {
 		})
 	}
 }
+
+// Every EOS id of the model stops a sample, not only the tokenizer's first
+// (Llama-3 Instruct lists <|eot_id|> as a second eos_token_id).
+func TestEveryEOSIDStops(t *testing.T) {
+	ctx := context.Background()
+	g := newGen(t, 2)
+	out, err := g.Generate(ctx, []string{"abc"}, SampleOptions{N: 1, MaxTokens: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An ASCII byte after the first character becomes an extra EOS id (ASCII,
+	// so the text before it decodes the same whether or not it was cut).
+	full := out[0][0]
+	at := strings.IndexFunc(full, func(r rune) bool { return r < 128 })
+	if at == 0 {
+		at = 1 + strings.IndexFunc(full[1:], func(r rune) bool { return r < 128 })
+	}
+	if at <= 0 {
+		t.Fatalf("greedy continuation %q has no ASCII byte after its start", full)
+	}
+	stopAt := int(full[at])
+	cfg := *tiny.Config
+	cfg.EOSTokenID = model.IDList{model.ByteEOS}
+	m := &model.Model{Config: &cfg, Tok: model.ByteTokenizer{}, Weights: tiny.Weights, GenerationEOS: model.IDList{stopAt}}
+	g2, err := New(m, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := g2.Generate(ctx, []string{"abc"}, SampleOptions{N: 1, MaxTokens: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := full[:at]; cut[0][0] != want {
+		t.Fatalf("extra eos id %d: got %q, want %q (full %q)", stopAt, cut[0][0], want, full)
+	}
+}

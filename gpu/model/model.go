@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -26,6 +27,9 @@ type Model struct {
 	Tok     Tokenizer
 	Weights map[string]*Tensor
 	Backend compute.Backend
+	// GenerationEOS is generation_config.json's eos_token_id, when the
+	// checkpoint has one (instruct models often list several ids there).
+	GenerationEOS IDList
 
 	mu  sync.Mutex
 	dev map[dtypes.DType][]*tensors.Tensor // weights as backend tensors, in WeightShapes order
@@ -325,7 +329,52 @@ func Load(dir string) (*Model, error) {
 	if err := checkExtras(cfg, w); err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	return &Model{Ref: dir, Config: cfg, Tok: tok, Weights: w}, nil
+	gen, err := loadGenerationEOS(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	return &Model{Ref: dir, Config: cfg, Tok: tok, Weights: w, GenerationEOS: gen}, nil
+}
+
+// loadGenerationEOS reads eos_token_id from the optional
+// generation_config.json (an int, a list or null).
+func loadGenerationEOS(dir string) (IDList, error) {
+	p := filepath.Join(dir, "generation_config.json")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var g struct {
+		EOS IDList `json:"eos_token_id"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		return nil, fmt.Errorf("generation_config.json: %w", err)
+	}
+	return g.EOS, nil
+}
+
+// StopIDs are the token ids that end a generated answer: the tokenizer's
+// EOS, every eos_token_id of config.json and of generation_config.json
+// (Llama-3 Instruct ends turns with <|eot_id|>, listed only there), sorted.
+func (m *Model) StopIDs() []int {
+	seen := map[int]bool{m.Tok.EOS(): true}
+	if m.Config != nil {
+		for _, id := range m.Config.EOSTokenID {
+			seen[id] = true
+		}
+	}
+	for _, id := range m.GenerationEOS {
+		seen[id] = true
+	}
+	ids := make([]int, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

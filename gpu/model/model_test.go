@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -230,5 +231,35 @@ func TestNewConfigFillsDefaultsAndValidates(t *testing.T) {
 	}
 	if _, err := NewConfig(Config{ModelType: "llama", VocabSize: 259, HiddenSize: 30, NumAttentionHeads: 4}); !errors.Is(err, ErrConfig) {
 		t.Errorf("invalid config: want ErrConfig, got %v", err)
+	}
+}
+
+func TestGenerationConfigStopIDs(t *testing.T) {
+	dir := t.TempDir()
+	m := NewTiny(3)
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := got.StopIDs(); len(ids) != 1 || ids[0] != ByteEOS {
+		t.Fatalf("no generation_config.json: stop ids %v, want [%d]", ids, ByteEOS)
+	}
+	// Llama-3 Instruct style: several ids, only in generation_config.json.
+	gc := filepath.Join(dir, "generation_config.json")
+	if err := os.WriteFile(gc, []byte(`{"bos_token_id":256,"eos_token_id":[257,10,33],"do_sample":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ids := got.StopIDs(); fmt.Sprint(ids) != "[10 33 257]" {
+		t.Fatalf("stop ids %v, want [10 33 257]", ids)
+	}
+	os.WriteFile(gc, []byte(`{"eos_token_id":"x"}`), 0o644)
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "generation_config.json") {
+		t.Fatalf("malformed generation_config.json: err = %v", err)
 	}
 }
