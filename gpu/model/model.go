@@ -270,6 +270,9 @@ func CheckDir(dir string) error {
 	if _, err := loadDirTokenizer(dir, cfg); err != nil {
 		return fmt.Errorf("check %s: %w", dir, err)
 	}
+	if _, err := loadGenerationEOS(dir); err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
 	return nil
 }
 

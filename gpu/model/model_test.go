@@ -262,4 +262,7 @@ func TestGenerationConfigStopIDs(t *testing.T) {
 	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "generation_config.json") {
 		t.Fatalf("malformed generation_config.json: err = %v", err)
 	}
+	if err = CheckDir(dir); err == nil || !strings.Contains(err.Error(), "generation_config.json") {
+		t.Fatalf("CheckDir, malformed generation_config.json: err = %v", err)
+	}
 }
