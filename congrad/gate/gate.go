@@ -148,14 +148,83 @@ func LeaveOneOut(dirs map[string][]float32, seed uint64) (map[string]pcgrad.Resu
 // recomputes the consensus over the open languages, and g*_{-l} over the
 // open languages other than l, for scoring. A single language stays open.
 func GateLeaveOut(vecs [][]float32, langs []string, o GateOptions) (Gating, error) {
-	switch o.Reference {
-	case "", RefSum, RefPCGrad:
-	default:
-		return Gating{}, fmt.Errorf("%w: reference %q (want %q or %q)", ErrOptions, o.Reference, RefSum, RefPCGrad)
-	}
 	dirs, by, err := Means(vecs, langs)
 	if err != nil {
 		return Gating{}, err
+	}
+	refs, err := LeaveOutRefs(dirs, o)
+	if err != nil {
+		return Gating{}, err
+	}
+	cis := map[string]CI{}
+	for i, l := range sortedKeys(dirs) {
+		ref, ok := refs[l]
+		if !ok || vec.Norm(ref) == 0 {
+			continue // alone, or the others cancel out: nothing to conflict with
+		}
+		bo := o.Boot
+		bo.Seed = o.Boot.Seed + uint64(i) // independent draws per language
+		ci, err := CosineCI(by[l], ref, bo)
+		if err != nil {
+			return Gating{}, fmt.Errorf("language %s: %w", l, err)
+		}
+		cis[l] = ci
+	}
+	return FinishLeaveOut(dirs, cis, o)
+}
+
+// LeaveOutRefs returns each language's reference R_{-l} for the leave-out
+// gate: the plain sum of the other languages' directions (RefSum, default)
+// or their PCGrad consensus g*_{-l} (RefPCGrad). A lone language has no
+// reference (an empty map). Errors: ErrOptions, those of LeaveOneOut.
+func LeaveOutRefs(dirs map[string][]float32, o GateOptions) (map[string][]float32, error) {
+	switch o.Reference {
+	case "", RefSum, RefPCGrad:
+	default:
+		return nil, fmt.Errorf("%w: reference %q (want %q or %q)", ErrOptions, o.Reference, RefSum, RefPCGrad)
+	}
+	refs := map[string][]float32{}
+	if len(dirs) < 2 {
+		return refs, nil
+	}
+	if o.Reference == RefPCGrad {
+		loo, err := LeaveOneOut(dirs, o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		for l, r := range loo {
+			refs[l] = r.Consensus
+		}
+		return refs, nil
+	}
+	for l := range dirs {
+		var ref []float32
+		for m, g := range dirs {
+			if m == l {
+				continue
+			}
+			if ref == nil {
+				ref = make([]float32, len(g))
+			}
+			for j, x := range g {
+				ref[j] += x
+			}
+		}
+		refs[l] = ref
+	}
+	return refs, nil
+}
+
+// FinishLeaveOut is GateLeaveOut after the intervals: given each tested
+// language's CI of cos(G_l, R_{-l}) (a language missing from cis was not
+// tested: alone, or its reference is zero, and stays open) it gates the
+// languages whose upper end is below 0, stands the gate down when that
+// would gate every language, and computes the consensus over the open
+// languages and g*_{-l} over the open languages other than l. A pipeline
+// computes the intervals its own way (PoissonBoot) and finishes here.
+func FinishLeaveOut(dirs map[string][]float32, cis map[string]CI, o GateOptions) (Gating, error) {
+	if len(dirs) == 0 {
+		return Gating{}, fmt.Errorf("%w: no languages", ErrOptions)
 	}
 	if len(dirs) == 1 {
 		l := sortedKeys(dirs)[0]
@@ -166,35 +235,12 @@ func GateLeaveOut(vecs [][]float32, langs []string, o GateOptions) (Gating, erro
 		return Gating{Langs: []LangGate{{Lang: l, Reason: ReasonOpenAlone}}, Consensus: c,
 			LeaveOut: map[string]pcgrad.Result{}}, nil
 	}
-	loo, err := LeaveOneOut(dirs, o.Seed)
-	if err != nil {
-		return Gating{}, err
-	}
 	var g Gating
+	var err error
 	open := map[string][]float32{}
-	for i, l := range sortedKeys(dirs) {
-		bo := o.Boot
-		bo.Seed = o.Boot.Seed + uint64(i) // independent draws per language
-		lg := LangGate{Lang: l}
-		ref := loo[l].Consensus
-		if o.Reference != RefPCGrad {
-			ref = make([]float32, len(ref))
-			for m, g := range dirs {
-				if m != l {
-					for j, x := range g {
-						ref[j] += x
-					}
-				}
-			}
-		}
-		if vec.Norm(ref) == 0 {
-			// The others cancel out entirely: nothing to conflict with.
-			lg.Reason = ReasonOpenLeaveOut
-		} else {
-			ci, err := CosineCI(by[l], ref, bo)
-			if err != nil {
-				return Gating{}, fmt.Errorf("language %s: %w", l, err)
-			}
+	for _, l := range sortedKeys(dirs) {
+		lg := LangGate{Lang: l, Reason: ReasonOpenLeaveOut}
+		if ci, ok := cis[l]; ok {
 			lg.Cos = ci
 			lg.Gated = ci.Hi < 0
 			lg.Reason = pick(lg.Gated, ReasonGatedLeaveOut, ReasonOpenLeaveOut)
@@ -241,20 +287,51 @@ func GateAnchor(vecs [][]float32, langs []string, anchor []float32, o GateOption
 	if err != nil {
 		return Gating{}, err
 	}
-	if len(anchor) != len(vecs[0]) {
-		return Gating{}, fmt.Errorf("%w: anchor has length %d, vectors %d", vec.ErrDim, len(anchor), len(vecs[0]))
+	if err := checkAnchor(anchor, len(vecs[0])); err != nil {
+		return Gating{}, err
 	}
-	if _, err := vec.NewTarget(anchor); err != nil {
-		return Gating{}, fmt.Errorf("anchor: %w", err)
-	}
-	var g Gating
-	open := map[string][]float32{}
+	cis := map[string]CI{}
 	for i, l := range sortedKeys(dirs) {
 		bo := o.Boot
 		bo.Seed = o.Boot.Seed + uint64(i)
 		ci, err := CosineCI(by[l], anchor, bo)
 		if err != nil {
 			return Gating{}, fmt.Errorf("language %s: %w", l, err)
+		}
+		cis[l] = ci
+	}
+	return FinishAnchor(dirs, anchor, cis, o)
+}
+
+func checkAnchor(anchor []float32, k int) error {
+	if len(anchor) != k {
+		return fmt.Errorf("%w: anchor has length %d, vectors %d", vec.ErrDim, len(anchor), k)
+	}
+	if _, err := vec.NewTarget(anchor); err != nil {
+		return fmt.Errorf("anchor: %w", err)
+	}
+	return nil
+}
+
+// FinishAnchor is GateAnchor after the intervals: cis holds every
+// language's CI of cos(G_l, anchor); languages whose upper end is below 0
+// are gated, and the consensus is PCGrad over the open languages (plus the
+// anchor, rescaled, when o.IncludeAnchor). Errors: ErrOptions (a language
+// without an interval), vec errors of the anchor, pcgrad errors.
+func FinishAnchor(dirs map[string][]float32, anchor []float32, cis map[string]CI, o GateOptions) (Gating, error) {
+	if len(dirs) == 0 {
+		return Gating{}, fmt.Errorf("%w: no languages", ErrOptions)
+	}
+	if err := checkAnchor(anchor, len(dirs[sortedKeys(dirs)[0]])); err != nil {
+		return Gating{}, err
+	}
+	var g Gating
+	var err error
+	open := map[string][]float32{}
+	for _, l := range sortedKeys(dirs) {
+		ci, ok := cis[l]
+		if !ok {
+			return Gating{}, fmt.Errorf("%w: language %s has no interval", ErrOptions, l)
 		}
 		lg := LangGate{Lang: l, Cos: ci, Gated: ci.Hi < 0}
 		lg.Reason = pick(lg.Gated, ReasonGatedAnchor, ReasonOpenAnchor)

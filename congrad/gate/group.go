@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
@@ -75,19 +76,8 @@ func GroupScores(vecs [][]float32, group []int, target []float32) ([]float64, er
 		}
 	}
 	score := make(map[int]float64, len(sums))
-	buf := make([]float32, len(target))
 	for g, s := range sums {
-		for j, x := range s {
-			buf[j] = float32(x)
-		}
-		if err := vec.CheckFinite(buf); err != nil {
-			return nil, fmt.Errorf("group %d: %w", g, err)
-		}
-		if vec.Norm(buf) == 0 {
-			score[g] = 0
-			continue
-		}
-		c, err := t.Cosine(buf)
+		c, err := GroupScore(s, t)
 		if err != nil {
 			return nil, fmt.Errorf("group %d: %w", g, err)
 		}
@@ -112,4 +102,62 @@ func GroupReasons(vs []keep.Verdict) []keep.Verdict {
 		}
 	}
 	return out
+}
+
+// GroupScore is the score of one group from the sum of its members'
+// vectors: cos(sum, target), 0 for a zero sum (GroupScores' rule; the
+// cosine of the sum is the cosine of the mean). The sum is rounded to
+// float32 first, as GroupScores does. Errors: vec errors (non-finite sum,
+// wrong length).
+func GroupScore(sum []float64, t *vec.Target) (float64, error) {
+	buf := make([]float32, len(sum))
+	for j, x := range sum {
+		buf[j] = float32(x)
+	}
+	if err := vec.CheckFinite(buf); err != nil {
+		return 0, err
+	}
+	if vec.Norm(buf) == 0 {
+		return 0, nil
+	}
+	return t.Cosine(buf)
+}
+
+// HashGroup is the group of a pair when groups are assigned by hashing,
+// as a distributed pipeline does (no shuffle over a key's items, which
+// would need them in one place): FNV-1a of the pair ID, mixed with seed by
+// SplitMix64, modulo m, the key's number of groups ⌈n/N⌉. Group sizes
+// are then multinomial around N instead of Groups' near-equal sizes.
+func HashGroup(seed uint64, pairID string, m int) int {
+	if m <= 1 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(pairID))
+	return int(splitmix(h.Sum64()^splitmix(seed+0x67727570)) % uint64(m)) // "grup"
+}
+
+// HashGroups assigns items to groups by HashGroup within each key: key k
+// with n_k items gets ⌈n_k/size⌉ groups. Group indices are numbered key by
+// key in sorted key order, so (key, HashGroup) maps to one index. Errors:
+// ErrOptions for size < 1 or a length mismatch.
+func HashGroups(keys, ids []string, size int, seed uint64) ([]int, error) {
+	if size < 1 || len(keys) != len(ids) {
+		return nil, fmt.Errorf("%w: group size %d, %d keys, %d ids", ErrOptions, size, len(keys), len(ids))
+	}
+	n := map[string]int{}
+	for _, k := range keys {
+		n[k]++
+	}
+	base := map[string]int{}
+	next := 0
+	for _, k := range sortedKeys(n) {
+		base[k] = next
+		next += (n[k] + size - 1) / size
+	}
+	out := make([]int, len(keys))
+	for i, k := range keys {
+		out[i] = base[k] + HashGroup(seed, ids[i], (n[k]+size-1)/size)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -122,5 +123,44 @@ func TestGroupReasons(t *testing.T) {
 	got := GroupReasons(vs)
 	if got[0].Reason != ReasonPrefixGroup+keep.ReasonAboveTau || got[1].Reason != keep.ReasonNonFinite || vs[0].Reason != keep.ReasonAboveTau {
 		t.Errorf("got %+v (input now %+v)", got, vs)
+	}
+}
+
+// HashGroups: ⌈n_k/size⌉ groups per key, indices disjoint across keys,
+// deterministic, and the seed changes the assignment.
+func TestHashGroups(t *testing.T) {
+	var keys, ids []string
+	for i := 0; i < 100; i++ {
+		keys = append(keys, []string{"b", "a"}[i%2])
+		ids = append(ids, fmt.Sprintf("p%03d", i))
+	}
+	g1, err := HashGroups(keys, ids, 16, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, _ := HashGroups(keys, ids, 16, 3)
+	g3, _ := HashGroups(keys, ids, 16, 4)
+	per := map[string]map[int]int{"a": {}, "b": {}}
+	same := true
+	for i := range keys {
+		if g1[i] != g2[i] {
+			t.Fatal("not deterministic")
+		}
+		same = same && g1[i] == g3[i]
+		per[keys[i]][g1[i]]++
+	}
+	if same {
+		t.Error("the seed does not change the groups")
+	}
+	// 50 items per key, size 16: 4 groups each; "a" gets 0..3, "b" 4..7.
+	for k, lo := range map[string]int{"a": 0, "b": 4} {
+		for g := range per[k] {
+			if g < lo || g >= lo+4 {
+				t.Errorf("key %s: group %d outside [%d, %d)", k, g, lo, lo+4)
+			}
+		}
+	}
+	if _, err := HashGroups(keys, ids, 0, 1); err == nil {
+		t.Error("size 0 accepted")
 	}
 }
