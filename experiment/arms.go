@@ -69,6 +69,10 @@ type GateRow struct {
 	Cos, Lo, Hi   float64
 	Gated         bool
 	ConsensusLang int // languages (plus anchor) in the consensus after gating
+	// Task v2: the round, and for rounds after 0 the arm whose trajectory
+	// produced the data (round 0 is shared: Arm "").
+	Round int    `json:",omitempty"`
+	Arm   string `json:",omitempty"`
 }
 
 // NoiseRow is one language's noise fit (ArmNoise) of one seed.
@@ -78,6 +82,8 @@ type NoiseRow struct {
 	Mu, Sigma, Eta, Tau  float64
 	Fallback             string
 	Kept, N, KeptCorrect int
+	Round                int    `json:",omitempty"`
+	Arm                  string `json:",omitempty"`
 }
 
 // topN returns the indices of the n largest scores (ties: lower index

@@ -31,6 +31,23 @@ func DefaultModel() *model.Config {
 	return c
 }
 
+// DefaultModelV2 is DefaultModel with an untied output head (lm_head drawn
+// like every other matrix): with tied embeddings the random model mostly
+// repeats its last input symbol (the residual stream stays close to that
+// symbol's embedding), so responses sampled from it are nearly all the
+// same; task v2 samples its candidates from the policy and needs a base
+// model that spreads its mass over the alphabet, as a pretrained model does.
+func DefaultModelV2() *model.Config {
+	c := *DefaultModel()
+	untied := false
+	c.TieWordEmbeddings = &untied
+	out, err := model.NewConfig(c)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
 // BuildBase returns the frozen base model of the task: a gpu/model model of
 // config cfg (byte tokenizer, so cfg.VocabSize must be 259) with every weight
 // drawn from seed, whose byte embeddings for the task's alphabets are then

@@ -132,7 +132,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Results, error) {
 	start := time.Now()
 	res := &Results{Config: cfg}
 	for _, seed := range cfg.Seeds {
-		if err := runSeed(ctx, cfg, seed, res, log); err != nil {
+		run := runSeed
+		if cfg.Task.V2() {
+			run = runSeedV2
+		}
+		if err := run(ctx, cfg, seed, res, log); err != nil {
 			return nil, err
 		}
 	}

@@ -2,12 +2,12 @@ package experiment
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -18,6 +18,7 @@ import (
 func Main(ctx context.Context, args []string, log io.Writer) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
 	fs.SetOutput(log)
+	task := fs.String("task", "v2", "task version: v2 (issue 13: Bradley–Terry judge, partial-bias conflict languages, self-rewarding rounds) or v1 (issue 7: one round, flat flips, reversed conflict languages)")
 	quick := fs.Bool("quick", false, "smoke-test size: one seed, short training, two sketch sizes (< 5 min)")
 	out := fs.String("out", "", "directory for EXPERIMENTS.md and img/ (default docs; with --quick out/experiment-quick, so a smoke run never overwrites the committed report)")
 	seeds := fs.String("seeds", "", "comma-separated seeds (default 1..15, see --n-seeds; quick: 1)")
@@ -26,9 +27,21 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 	noFidelity := fs.Bool("no-fidelity", false, "skip the sketch-fidelity study")
 	arms := fs.String("arms", "", "comma-separated arms to train (default all): all,random,margin,balanced,loss,ownmean,less,congrad,ema,top,noise,loo,gate,gategroup,group,anchor,oracle")
 	noAlone := fs.Bool("no-alone", false, "skip the per-language alone runs (interference check)")
-	replot := fs.String("replot", "", "rewrite the report from a results.json of an earlier run, without training")
+	replot := fs.String("replot", "", "rewrite the report without training from the results.json of earlier runs: a comma-separated list of files or globs (chunks of seeds, extra arms) is merged, each (arm, seed) once")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("experiment: --cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("experiment: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *out == "" {
 		*out = "docs"
@@ -37,19 +50,34 @@ func Main(ctx context.Context, args []string, log io.Writer) error {
 		}
 	}
 	if *replot != "" {
-		data, err := os.ReadFile(*replot)
+		paths, err := expandPaths(*replot)
 		if err != nil {
 			return fmt.Errorf("experiment: --replot: %w", err)
 		}
-		var res Results
-		if err := json.Unmarshal(data, &res); err != nil {
-			return fmt.Errorf("experiment: --replot %s: %w", *replot, err)
+		res, err := MergeResults(paths)
+		if err != nil {
+			return fmt.Errorf("experiment: --replot: %w", err)
 		}
-		return res.Write(*out)
+		if err := res.Write(*out); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "experiment: %d runs over %d seeds from %d files; report in %s/EXPERIMENTS.md\n", len(res.Runs), len(res.Config.Seeds), len(paths), *out)
+		return nil
 	}
-	cfg := DefaultConfig()
-	if *quick {
-		cfg = QuickConfig()
+	var cfg Config
+	switch *task {
+	case "v1":
+		cfg = DefaultConfig()
+		if *quick {
+			cfg = QuickConfig()
+		}
+	case "v2":
+		cfg = DefaultConfigV2()
+		if *quick {
+			cfg = QuickConfigV2()
+		}
+	default:
+		return fmt.Errorf("experiment: --task %q: want v1 or v2", *task)
 	}
 	if *nSeeds < 0 || *evalPairs < 0 {
 		return fmt.Errorf("experiment: --n-seeds and --eval-pairs must be positive")

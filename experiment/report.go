@@ -367,18 +367,20 @@ func pick(own bool, a, b map[string]float64) map[string]float64 {
 }
 
 // Write puts the report into dir: EXPERIMENTS.md (replacing only the
-// generated section if the file has the markers), img/accuracy.svg,
-// img/fidelity.svg and img/results.json.
+// generated section of the task version if the file has its markers),
+// img/accuracy.svg, img/fidelity.svg and img/results.json (task v2: the
+// v2- prefixed files and the v2 markers, so both reports share docs/).
 func (res *Results) Write(dir string) error {
 	img := filepath.Join(dir, "img")
 	if err := os.MkdirAll(img, 0o755); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(img, "accuracy.svg"), []byte(res.AccuracySVG()), 0o644); err != nil {
+	pre := res.Config.Task.imgPrefix()
+	if err := os.WriteFile(filepath.Join(img, pre+"accuracy.svg"), []byte(res.AccuracySVG()), 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	if len(res.Fidelity) > 0 {
-		if err := os.WriteFile(filepath.Join(img, "fidelity.svg"), []byte(res.FidelitySVG()), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(img, pre+"fidelity.svg"), []byte(res.FidelitySVG()), 0o644); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 	}
@@ -386,18 +388,22 @@ func (res *Results) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("report: json: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(img, "results.json"), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(img, pre+"results.json"), js, 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	path := filepath.Join(dir, "EXPERIMENTS.md")
+	begin, end := res.Config.Task.markers()
 	gen := res.Markdown("img")
+	if res.Config.Task.V2() {
+		gen = res.MarkdownV2("img")
+	}
 	old, err := os.ReadFile(path)
 	var out string
 	switch {
-	case err == nil && strings.Contains(string(old), BeginMarker) && strings.Contains(string(old), EndMarker):
+	case err == nil && strings.Contains(string(old), begin) && strings.Contains(string(old)[strings.Index(string(old), begin):], end):
 		s := string(old)
-		i := strings.Index(s, BeginMarker)
-		j := strings.Index(s, EndMarker) + len(EndMarker)
+		i := strings.Index(s, begin)
+		j := i + strings.Index(s[i:], end) + len(end)
 		out = s[:i] + strings.TrimSuffix(gen, "\n") + s[j:]
 	case err == nil:
 		out = strings.TrimRight(string(old), "\n") + "\n\n" + gen

@@ -81,6 +81,46 @@ func QuickConfig() Config {
 	return c
 }
 
+// ArmsV2 are the arms the task-v2 study trains by default: joint training,
+// the baselines at ConGrad default's keep ratio, ConGrad default, the
+// congrad/gate variants, the clean oracle (ema and top, the v1 accumulator
+// and keep-rule variants, are selectable with --arms).
+var ArmsV2 = []string{"all", "random", "margin", "balanced", "loss", "ownmean", "less", "congrad",
+	"noise", "loo", "gate", "gategroup", "group", "anchor", "oracle"}
+
+// EssentialArmsV2 are the arms the study runs first when time is short.
+var EssentialArmsV2 = []string{"all", "random", "congrad", "noise", "gate", "gategroup", "group", "anchor", "ownmean", "margin"}
+
+// DefaultConfigV2 is the issue-13 study on task v2: 15 seeds, 1000 held-out
+// pairs per language, 3 rounds × 50 steps × 32 pairs (the v1 budget of 150
+// steps split over the rounds), no interference or fidelity runs (the
+// fidelity study does not depend on the task; see the v1 tables).
+func DefaultConfigV2() Config {
+	c := DefaultConfig()
+	c.Task = DefaultTaskV2()
+	c.Model = DefaultModelV2()
+	c.Task.EvalPairs = DefaultEvalPairs
+	c.FidelityKs = nil
+	c.Alone = false
+	c.Arms = slices.Clone(ArmsV2)
+	return c
+}
+
+// QuickConfigV2 is the CI smoke test of task v2: one seed, a fifth of the
+// prompts, 2 rounds of 5 steps, 50 held-out pairs per language.
+func QuickConfigV2() Config {
+	c := DefaultConfigV2()
+	c.Seeds = []uint64{1}
+	c.Steps = 10
+	c.Task.Rounds = 2
+	c.Task.EvalPairs = 50
+	c.Task.Langs = slices.Clone(c.Task.Langs)
+	for i := range c.Task.Langs {
+		c.Task.Langs[i].Pairs /= 5
+	}
+	return c
+}
+
 // RunResult is one training run of one arm on one seed.
 type RunResult struct {
 	Arm     string
@@ -91,6 +131,10 @@ type RunResult struct {
 	Acc     map[string]float64 // held-out accuracy on the shared rule, per language
 	OwnAcc  map[string]float64 // conflict languages: accuracy on their own preference
 	Loss    float64            // last training loss
+	// Task v2: one entry per self-rewarding round; the wall and CPU seconds
+	// of this (seed, arm) beyond the seed's shared setup.
+	Rounds    []RoundStat `json:",omitempty"`
+	Wall, CPU float64     `json:",omitempty"`
 }
 
 // Results is everything the report needs.
@@ -110,6 +154,8 @@ type Results struct {
 	// GradDim is the LoRA gradient length; GradNonZero how many coordinates
 	// are non-zero in some pair (fresh LoRA: only the B factors).
 	GradDim, GradNonZero int
+	// SeedSetup (task v2) is each seed's shared setup cost.
+	SeedSetup []SeedCost `json:",omitempty"`
 }
 
 // seedData is what every arm of one seed shares.

@@ -7,9 +7,11 @@
 package experiment
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/congrad-beam/congrad/train"
 )
@@ -21,6 +23,15 @@ type Lang struct {
 	Flip     float64 // judge noise: probability that the judged pair is swapped
 	Conflict bool    // the judge follows the language-specific preference, not the shared one
 	Kind     string  // "high", "low", "conflict", "unseen" (for tables)
+	// Temp is the task-v2 judge's Bradley–Terry temperature: the synthetic
+	// judge prefers a over b with probability σ((q_J(a) − q_J(b))/Temp), so
+	// its errors fall with the quality gap (0: the flat Flip rate of v1).
+	Temp float64
+	// Bias (task v2, conflict languages) lists the ranks (0 = lowest shared
+	// weight) of the symbols whose weight this language's judge reverses: a
+	// partial, language-specific bias on top of the shared rule. Empty with
+	// Conflict set: the v1 full reversal.
+	Bias []int
 }
 
 // Task is the full specification of the controlled task. All randomness
@@ -32,6 +43,15 @@ type Task struct {
 	RespLen   int
 	EvalPairs int // clean held-out pairs per language
 	Seed      uint64
+	// Version is "v1" (the issue-7 task: one round of fixed pairs) or "v2"
+	// (issue 13: self-rewarding rounds, see DefaultTaskV2); "" means v1.
+	Version string
+	// Candidates (v2) is the number of responses sampled per prompt; the
+	// judge's best and worst form the pair.
+	Candidates int
+	// Rounds (v2) is the number of self-rewarding rounds; the training
+	// budget (Config.Steps) is split evenly over them.
+	Rounds int
 }
 
 // DefaultTask is the task of docs/EXPERIMENTS.md. It was fixed by the
@@ -70,9 +90,34 @@ func (t Task) Validate() error {
 		if l.Pairs < 0 || l.Flip < 0 || l.Flip > 1 || math.IsNaN(l.Flip) {
 			return fmt.Errorf("task: language %s: Pairs >= 0 and Flip in [0,1] required", l.Code)
 		}
+		if l.Temp < 0 || math.IsNaN(l.Temp) || math.IsInf(l.Temp, 0) {
+			return fmt.Errorf("task: language %s: Temp must be finite and >= 0", l.Code)
+		}
+		for _, r := range l.Bias {
+			if r < 0 || r >= t.Symbols {
+				return fmt.Errorf("task: language %s: bias rank %d outside [0, %d)", l.Code, r, t.Symbols)
+			}
+		}
+	}
+	switch t.Version {
+	case "", "v1":
+	case "v2":
+		if t.Candidates < 2 || t.Rounds < 1 {
+			return fmt.Errorf("task v2: need Candidates >= 2 and Rounds >= 1 (got %d, %d)", t.Candidates, t.Rounds)
+		}
+		for _, l := range t.Langs {
+			if l.Pairs > 0 && l.Temp <= 0 {
+				return fmt.Errorf("task v2: language %s: the Bradley–Terry judge needs Temp > 0", l.Code)
+			}
+		}
+	default:
+		return fmt.Errorf("task: unknown version %q (want v1 or v2)", t.Version)
 	}
 	return nil
 }
+
+// V2 reports whether t is the self-rewarding task of issue 13.
+func (t Task) V2() bool { return t.Version == "v2" }
 
 // char is the byte that writes latent symbol s in language li: each
 // language has its own disjoint alphabet ("script").
@@ -99,6 +144,31 @@ func (t Task) ConflictWeights() []float64 {
 	return w
 }
 
+// JudgeWeights are the weights of language li's judge: the shared rule; for
+// a conflict language with Bias (v2) the shared rule with the listed
+// symbols' weights reversed; for a conflict language without Bias (v1) the
+// shared rule reversed. It is also the conflict language's "own preference".
+func (t Task) JudgeWeights(li int) []float64 {
+	l := t.Langs[li]
+	switch {
+	case !l.Conflict:
+		return t.TrueWeights()
+	case len(l.Bias) == 0:
+		return t.ConflictWeights()
+	}
+	w := t.TrueWeights()
+	order := make([]int, len(w)) // symbols by rank of their shared weight
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(w[a], w[b]) })
+	out := slices.Clone(w)
+	for _, r := range l.Bias {
+		out[order[r]] = -w[order[r]]
+	}
+	return out
+}
+
 // Example is one generated pair with its ground truth.
 type Example struct {
 	train.Pair
@@ -109,6 +179,13 @@ type Example struct {
 	// conflict language): the "judge-margin" baseline keeps the pairs with
 	// the largest gaps. Flips in this task do not depend on it.
 	JudgeMargin float64
+	// Task v2: the round that generated the pair, the shared-rule quality
+	// gap q(chosen) − q(rejected) (negative: the label is wrong; 0: a tie,
+	// counted as not correct), and whether the label agrees with the
+	// language's own judge weights without noise.
+	Round      int
+	TrueGap    float64
+	OwnCorrect bool
 }
 
 func quality(w []float64, syms []int) float64 {
@@ -188,8 +265,9 @@ func (t Task) TrainPairs(dataSeed uint64) []Example {
 // unseen): Chosen is the better response under the shared rule. For conflict
 // languages, Own reports pairs ordered by their own preference as well.
 func (t Task) EvalSet() (shared, own []Example) {
-	wt, wc := t.TrueWeights(), t.ConflictWeights()
+	wt := t.TrueWeights()
 	for li, l := range t.Langs {
+		wc := t.JudgeWeights(li)
 		rng := rand.New(rand.NewPCG(t.Seed, uint64(9000+li)))
 		for i := 0; i < t.EvalPairs; i++ {
 			prompt, better, worse := t.genPair(rng, wt)
