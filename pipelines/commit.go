@@ -378,7 +378,7 @@ func SketchSettings(g gradients.Options) map[string]string {
 	return map[string]string{
 		"model": g.Model, "beta": f(g.Beta), "alpha": f(g.Alpha), "lora_rank": strconv.Itoa(g.LoRARank),
 		"max_len": strconv.Itoa(g.MaxLen), "steps": strconv.Itoa(g.Steps), "batch": strconv.Itoa(g.Batch),
-		"buckets": strconv.Itoa(g.Buckets), "sketch": string(g.Spec.Method), "k": strconv.Itoa(g.Spec.K),
+		"sketch": string(g.Spec.Method), "k": strconv.Itoa(g.Spec.K),
 		"sketch_seed": strconv.FormatUint(g.Spec.Seed, 10),
 	}
 }

@@ -58,7 +58,7 @@ func runConfig(t testing.TB, url, promptGlob, out string) Config {
 			Backend: sr.HTTPConfig{BaseURL: url, Model: "markov", API: "completions", Timeout: 20 * time.Second,
 				BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond},
 		},
-		Gradients: gradients.Options{Model: "tiny", Spec: testSpec(), Batch: 3, Buckets: 4, LoRARank: 2, MaxLen: 256},
+		Gradients: gradients.Options{Model: "tiny", Spec: testSpec(), Batch: 3, LoRARank: 2, MaxLen: 256},
 		Select:    SelectOptions{Spec: testSpec(), Seed: 11, Keep: keep.Options{Rule: keep.Top, Rho: 0.5}},
 	}
 }

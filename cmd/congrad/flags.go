@@ -48,18 +48,18 @@ type opts struct {
 	rubric, scoreCue                           string
 	lengthPenalty, minScoreMass                float64
 
-	sketchMethod                            string
-	k                                       int
-	sketchSeed                              uint64
-	beta, alpha                             float64
-	loraRank, maxLen, batch, buckets, steps int
-	aggregate                               string
-	gamma, tau, rho                         float64
-	keepRule                                string
-	progressEvery                           float64
-	quiet                                   bool
-	fs                                      *flag.FlagSet
-	help                                    io.Writer
+	sketchMethod                   string
+	k                              int
+	sketchSeed                     uint64
+	beta, alpha                    float64
+	loraRank, maxLen, batch, steps int
+	aggregate                      string
+	gamma, tau, rho                float64
+	keepRule                       string
+	progressEvery                  float64
+	quiet                          bool
+	fs                             *flag.FlagSet
+	help                           io.Writer
 }
 
 // tinyRubric is the judge prompt used with the embedded tiny model: its
@@ -165,7 +165,6 @@ func newFlags(cmd string, help io.Writer) *opts {
 		fs.IntVar(&o.loraRank, "lora_rank", 8, "LoRA rank of the adapters whose gradients are sketched, 1..4096")
 		fs.IntVar(&o.maxLen, "max_len", 0, "tokens per sequence, 0..131072 (0: the model's limit, at most 512)")
 		fs.IntVar(&o.batch, "batch", 8, "pairs per device call, 1..4096")
-		fs.IntVar(&o.buckets, "buckets", 16, "hash groups that deterministic batches are cut from, 1..1048576 (raise for large jobs: parallelism)")
 		fs.IntVar(&o.steps, "steps", 16, "mini-batch steps assigned by pair-id hash (ema aggregate), 1..1048576")
 	}
 
@@ -356,7 +355,7 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	if o.fs.Lookup("beta") != nil {
 		c.Gradients.Model = o.modelRef
 		c.Gradients.Beta, c.Gradients.Alpha, c.Gradients.LoRARank = o.beta, o.alpha, o.loraRank
-		c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Buckets, c.Gradients.Steps = o.maxLen, o.batch, o.buckets, o.steps
+		c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Steps = o.maxLen, o.batch, o.steps
 	}
 	c.Gradients.Spec = spec
 	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,

@@ -24,7 +24,7 @@ func stageArgs(stage, out string, extra ...string) []string {
 		a = []string{"--prompts=../../testdata/prompts/en.jsonl", "--generator_corpus=../../testdata/prompts/answers.tsv",
 			"--min_margin=0.05", "--n=3", "--j=1"}
 	case "sketch":
-		a = []string{"--k=64", "--lora_rank=2", "--buckets=1", "--batch=16", "--max_len=64"}
+		a = []string{"--k=64", "--lora_rank=2", "--batch=16", "--max_len=64"}
 	}
 	a = append([]string{stage, "--out=" + out, "--shards=2", "--quiet"}, a...)
 	return append(a, extra...)

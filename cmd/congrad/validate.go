@@ -56,7 +56,6 @@ var bounds = map[string]bound{
 	"lora_rank":        {lo: 1, hi: 4096},
 	"max_len":          {lo: 0, hi: 131072, why: "0 is the model's limit"},
 	"batch":            {lo: 1, hi: 4096},
-	"buckets":          {lo: 1, hi: 1 << 20},
 	"steps":            {lo: 1, hi: 1 << 20},
 	"gamma":            {lo: 0, hi: 1, loOpen: true, hiOpen: true},
 	"tau":              {lo: -1, hi: 1, why: "scores are cosines"},
