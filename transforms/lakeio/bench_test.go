@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -75,10 +76,12 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// phase measures wall and CPU time of fn.
-func phase(fn func()) (wall, cpu time.Duration) {
+// phase measures wall and CPU time of fn. fn runs under the pprof label
+// bench_phase=name (goroutines it starts inherit it), so a -cpuprofile of
+// the benchmark splits by phase: go tool pprof -tagfocus bench_phase=write.
+func phase(name string, fn func()) (wall, cpu time.Duration) {
 	c0, t0 := cpuTime(), time.Now()
-	fn()
+	pprof.Do(context.Background(), pprof.Labels("bench_phase", name), func(context.Context) { fn() })
 	return time.Since(t0), cpuTime() - c0
 }
 
@@ -189,6 +192,9 @@ func rawPqarrow(b testing.TB, path string, n, rowGroup int) (write, read time.Du
 // same run, and reports both and their ratio. Run it alone:
 //
 //	go test -run '^$' -bench WriteReadPairs -benchtime 1x ./transforms/lakeio/
+//
+// LAKEIO_BENCH_KEEP=dir writes the files there instead of a temporary
+// directory (to compare the shards of two builds with cmp).
 func BenchmarkWriteReadPairs(b *testing.B) {
 	n := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("LAKEIO_BENCH_N")); err == nil && v > 0 {
@@ -197,9 +203,16 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 	const shards, rowGroup, chunks = 8, 65536, 16
 	for it := 0; it < b.N; it++ {
 		dir := b.TempDir()
+		if keep := os.Getenv("LAKEIO_BENCH_KEEP"); keep != "" {
+			// Keep the files, e.g. to cmp two builds' shards byte for byte.
+			dir = keep
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
 		var rawW, rawR time.Duration
 		var rawBytes, arrowBytes int64
-		rawWall, rawCPU := phase(func() {
+		rawWall, rawCPU := phase("raw", func() {
 			rawW, rawR, rawBytes, arrowBytes = rawPqarrow(b, filepath.Join(dir, "raw.parquet"), n, rowGroup)
 		})
 
@@ -207,7 +220,7 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 		p, s := beam.NewPipelineWithRoot()
 		gen := beam.ParDo(s, &benchPairsFn{N: n, Chunks: chunks}, beam.Reshuffle(s, beam.ParDo(s, &benchChunksFn{Chunks: chunks}, beam.Impulse(s))))
 		WritePairs(s, prefix, gen, WriteOptions{Shards: shards, RowGroupRows: rowGroup})
-		beamW, beamWCPU := phase(func() {
+		beamW, beamWCPU := phase("write", func() {
 			if err := ptest.Run(p); err != nil {
 				b.Fatal(err)
 			}
@@ -217,7 +230,7 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 		p, s = beam.NewPipelineWithRoot()
 		benchSink(s, ReadPairs(s, ShardGlob(prefix, Parquet), ReadOptions{}))
 		var res beam.PipelineResult
-		beamR, beamRCPU := phase(func() {
+		beamR, beamRCPU := phase("read", func() {
 			var err error
 			if res, err = ptest.RunWithMetrics(p); err != nil {
 				b.Fatal(err)
@@ -233,13 +246,13 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 		p, s = beam.NewPipelineWithRoot()
 		gen = beam.ParDo(s, &benchPairsFn{N: n, Chunks: chunks}, beam.Reshuffle(s, beam.ParDo(s, &benchChunksFn{Chunks: chunks}, beam.Impulse(s))))
 		benchSink(s, gen)
-		floorW, floorCPU := phase(func() {
+		floorW, floorCPU := phase("floor", func() {
 			if err := ptest.Run(p); err != nil {
 				b.Fatal(err)
 			}
 		})
 		var sink int
-		_, genCPU := phase(func() {
+		_, genCPU := phase("gen", func() {
 			for i := 0; i < n; i++ {
 				sink += len(schematest.Pair(i).PairID)
 			}

@@ -26,11 +26,12 @@ type anyCodec interface {
 	name() string
 	schema() *arrow.Schema
 	check(*arrow.Schema) error
-	key(v any) string
 	decode(rec arrow.RecordBatch, emit func(any)) error
 	elemType() reflect.Type
 	// newBuffer collects rows of one shard on the sending side.
 	newBuffer() rowBuffer
+	// newSharder assigns rows to shards and buffers them per shard.
+	newSharder(shards int) sharder
 	// collect decodes the IPC blobs of one shard into rows sorted by key.
 	collect(blobs func(*[]byte) bool) (rowSet, error)
 }
@@ -40,6 +41,18 @@ type rowBuffer interface {
 	add(v any)
 	len() int
 	ipc() ([]byte, error) // encodes and empties the buffer
+}
+
+// sharder is the sending side of Write: it assigns each row to shard
+// shardOf(key, shards) and keeps one typed buffer per shard, so the hot
+// path does no per-row allocation (no boxed copy to compute the key, no
+// map lookup).
+type sharder interface {
+	// add appends v (a T) to its shard's buffer and returns the shard and
+	// the number of rows now buffered there.
+	add(v any) (shard, buffered int)
+	// flush encodes and empties shard's buffer; nil when it is empty.
+	flush(shard int) ([]byte, error)
 }
 
 // rowSet is a shard's rows in final order, handed out as record batches
@@ -55,20 +68,36 @@ func (a adapter[T]) name() string                { return a.c.Name() }
 func (a adapter[T]) schema() *arrow.Schema       { return a.c.Schema() }
 func (a adapter[T]) check(s *arrow.Schema) error { return a.c.Check(s) }
 func (a adapter[T]) elemType() reflect.Type      { return reflect.TypeFor[T]() }
-func (a adapter[T]) key(v any) string            { t := v.(T); return a.c.Key(&t) }
 
 // typedRows keeps rows as []T, not []any: boxing every row would cost an
-// allocation per row on the hot path.
+// allocation per row on the hot path. keys, when non-nil, holds each row's
+// codec key (computed once, when the row was sharded).
 type typedRows[T any] struct {
-	c    schemas.Codec[T]
-	rows []T
+	c      schemas.Codec[T]
+	schema *arrow.Schema
+	rows   []T
+	keys   []string
+	// Sizes of the last batch built, used to reserve the Arrow builders'
+	// buffers for the next one instead of growing them by doubling (each
+	// doubling is an allocation, a zeroing and a copy). Capacity only:
+	// the values, and so the blobs and files, do not depend on it.
+	last     arrow.RecordBatch
+	lastBlob int
 }
 
 func (t *typedRows[T]) add(v any) { t.rows = append(t.rows, v.(T)) }
 func (t *typedRows[T]) len() int  { return len(t.rows) }
 func (t *typedRows[T]) record(lo, hi int) (arrow.RecordBatch, error) {
-	b := array.NewRecordBuilder(memory.DefaultAllocator, t.c.Schema())
+	if t.schema == nil {
+		t.schema = t.c.Schema()
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, t.schema)
 	defer b.Release()
+	if t.last != nil {
+		for i, fb := range b.Fields() {
+			reserveLike(fb, t.last.Column(i).Data(), hi-lo)
+		}
+	}
 	if err := t.c.Append(b, t.rows[lo:hi]); err != nil {
 		return nil, err
 	}
@@ -82,20 +111,105 @@ func (t *typedRows[T]) ipc() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rec.Release()
+	if t.last != nil {
+		t.last.Release()
+	}
+	t.last = rec // released with the next batch; only its sizes are read
+	keys := t.keys
+	if keys == nil {
+		keys = make([]string, len(t.rows))
+		for i := range t.rows {
+			keys[i] = t.c.Key(&t.rows[i])
+		}
+	}
 	kb := array.NewStringBuilder(memory.DefaultAllocator)
 	defer kb.Release()
-	kb.Reserve(len(t.rows))
-	for i := range t.rows {
-		kb.Append(t.c.Key(&t.rows[i]))
+	kb.Reserve(len(keys))
+	n := 0
+	for _, k := range keys {
+		n += len(k)
 	}
-	keys := kb.NewArray()
-	defer keys.Release()
+	kb.ReserveData(n)
+	kb.AppendValues(keys, nil)
+	keyArr := kb.NewArray()
+	defer keyArr.Release()
+	clear(t.rows) // drop the strings the rows point to before reuse
 	t.rows = t.rows[:0]
-	return encodeBlob(rec, keys)
+	if t.keys != nil {
+		clear(t.keys)
+		t.keys = t.keys[:0]
+	}
+	blob, err := encodeBlob(rec, keyArr, t.lastBlob)
+	t.lastBlob = len(blob)
+	return blob, err
 }
 
 func (a adapter[T]) newBuffer() rowBuffer { return &typedRows[T]{c: a.c} }
+
+// typedSharder is sharder for record type T.
+type typedSharder[T any] struct {
+	c       schemas.Codec[T]
+	shards  int
+	scratch T // the row being sharded: its key is read in place, no copy escapes
+	bufs    []*typedRows[T]
+}
+
+func (a adapter[T]) newSharder(shards int) sharder {
+	return &typedSharder[T]{c: a.c, shards: shards, bufs: make([]*typedRows[T], shards)}
+}
+
+func (s *typedSharder[T]) add(v any) (int, int) {
+	s.scratch = v.(T)
+	key := s.c.Key(&s.scratch)
+	sh := shardOf(key, s.shards)
+	b := s.bufs[sh]
+	if b == nil {
+		b = &typedRows[T]{c: s.c, keys: []string{}}
+		s.bufs[sh] = b
+	}
+	b.rows = append(b.rows, s.scratch)
+	b.keys = append(b.keys, key)
+	return sh, len(b.rows)
+}
+
+func (s *typedSharder[T]) flush(sh int) ([]byte, error) {
+	b := s.bufs[sh]
+	if b == nil || len(b.rows) == 0 {
+		return nil, nil
+	}
+	return b.ipc()
+}
+
+// reserveLike reserves room in b for n values, sizing variable-length data
+// (string bytes, list children) in proportion to prev, the same column of
+// the previous batch.
+func reserveLike(b array.Builder, prev arrow.ArrayData, n int) {
+	b.Reserve(n)
+	pn := prev.Len()
+	if pn == 0 || n == 0 {
+		return
+	}
+	scale := func(x int) int { return int(int64(x)*int64(n)/int64(pn)) + 64 }
+	switch bb := b.(type) {
+	case *array.StringBuilder:
+		if bufs := prev.Buffers(); len(bufs) > 2 && bufs[2] != nil {
+			bb.ReserveData(scale(bufs[2].Len()))
+		}
+	case *array.BinaryBuilder:
+		if bufs := prev.Buffers(); len(bufs) > 2 && bufs[2] != nil {
+			bb.ReserveData(scale(bufs[2].Len()))
+		}
+	case array.ListLikeBuilder:
+		if ch := prev.Children(); len(ch) == 1 {
+			reserveLike(bb.ValueBuilder(), ch[0], scale(ch[0].Len())-64)
+		}
+	case *array.StructBuilder:
+		ch := prev.Children()
+		for i := 0; i < bb.NumField() && i < len(ch); i++ {
+			reserveLike(bb.FieldBuilder(i), ch[i], n)
+		}
+	}
+}
 
 func (a adapter[T]) collect(blobs func(*[]byte) bool) (rowSet, error) {
 	return sortBlobs(a.c.Schema(), blobs, a.tieKey)

@@ -22,7 +22,9 @@ import (
 
 const keyColumn = "__lakeio_key"
 
-func encodeBlob(rec arrow.RecordBatch, keys arrow.Array) ([]byte, error) {
+// encodeBlob encodes rec plus its key column as one LZ4-compressed IPC
+// stream; sizeHint (the size of the previous blob) presizes the output.
+func encodeBlob(rec arrow.RecordBatch, keys arrow.Array, sizeHint int) ([]byte, error) {
 	fields := append(rec.Schema().Fields(), arrow.Field{Name: keyColumn, Type: arrow.BinaryTypes.String})
 	md := rec.Schema().Metadata()
 	sc := arrow.NewSchema(fields, &md)
@@ -30,6 +32,7 @@ func encodeBlob(rec arrow.RecordBatch, keys arrow.Array) ([]byte, error) {
 	withKey := array.NewRecordBatch(sc, cols, rec.NumRows())
 	defer withKey.Release()
 	var out bytes.Buffer
+	out.Grow(sizeHint + sizeHint/8)
 	w := ipc.NewWriter(&out, ipc.WithSchema(sc), ipc.WithLZ4())
 	if err := w.Write(withKey); err != nil {
 		return nil, err

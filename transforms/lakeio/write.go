@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,11 +99,20 @@ type shardParams struct {
 }
 
 // shardOf is the shard of a key: fnv64a is stable across processes, Go
-// versions and languages, unlike Go's map hash.
+// versions and languages, unlike Go's map hash. Computed inline (the same
+// function as hash/fnv's New64a, checked by a test) because hash/fnv's
+// interface makes []byte(key) escape: one allocation per row.
 func shardOf(key string, n int) int {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return int(h.Sum64() % uint64(n))
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= prime64
+	}
+	return int(h % uint64(n))
 }
 
 // shardFn assigns rows to shards and ships them to the shard writers as
@@ -116,43 +123,43 @@ type shardFn struct {
 	Codec  codecOpts
 	Shards int
 	c      anyCodec
-	buf    map[int]rowBuffer
+	sh     sharder
+	used   []bool // shards with rows in this bundle
 }
 
 // batchRows bounds a blob: large enough to amortise the IPC framing, small
 // enough that a bundle's buffers stay far below worker memory.
 const batchRows = 8192
 
+// Setup builds the codec and the per-shard buffers once per DoFn
+// instance; they are empty between bundles (FinishBundle flushes them) but
+// keep the sizes that presize the next batches.
 func (f *shardFn) Setup() (err error) {
 	f.c, err = codecFor(f.Codec)
-	return err
-}
-
-func (f *shardFn) StartBundle(_ context.Context, _ func(int, []byte)) {
-	f.buf = map[int]rowBuffer{}
+	if err != nil {
+		return err
+	}
+	f.sh = f.c.newSharder(f.Shards)
+	f.used = make([]bool, f.Shards)
+	return nil
 }
 
 func (f *shardFn) ProcessElement(v beam.X, emit func(int, []byte)) error {
-	sh := shardOf(f.c.key(v), f.Shards)
-	b := f.buf[sh]
-	if b == nil {
-		b = f.c.newBuffer()
-		f.buf[sh] = b
-	}
-	b.add(v)
-	if b.len() >= batchRows {
+	sh, n := f.sh.add(v)
+	f.used[sh] = true
+	if n >= batchRows {
 		return f.flush(sh, emit)
 	}
 	return nil
 }
 
+// FinishBundle ships what is left, in shard order.
 func (f *shardFn) FinishBundle(_ context.Context, emit func(int, []byte)) error {
-	shards := make([]int, 0, len(f.buf))
-	for sh := range f.buf {
-		shards = append(shards, sh)
-	}
-	sort.Ints(shards)
-	for _, sh := range shards {
+	for sh, u := range f.used {
+		if !u {
+			continue
+		}
+		f.used[sh] = false
 		if err := f.flush(sh, emit); err != nil {
 			return err
 		}
@@ -161,15 +168,13 @@ func (f *shardFn) FinishBundle(_ context.Context, emit func(int, []byte)) error 
 }
 
 func (f *shardFn) flush(sh int, emit func(int, []byte)) error {
-	b := f.buf[sh]
-	if b == nil || b.len() == 0 {
-		return nil
-	}
-	blob, err := b.ipc()
+	blob, err := f.sh.flush(sh)
 	if err != nil {
 		return fmt.Errorf("lakeio: encode shard %d batch: %w", sh, err)
 	}
-	emit(sh, blob)
+	if blob != nil {
+		emit(sh, blob)
+	}
 	return nil
 }
 
@@ -263,11 +268,14 @@ func encode(c anyCodec, rows rowSet, w io.Writer, p shardParams) error {
 			parquet.WithMaxRowGroupLength(int64(p.RowGroupRows)),
 			parquet.WithAllocator(mem),
 		)
-		fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
+		// The footer passes through footerSorter: see footer.go for why.
+		fs := &footerSorter{w: w}
+		fw, err := pqarrow.NewFileWriter(schema, fs, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
 		if err != nil {
 			return err
 		}
-		write, closeFn = fw.Write, fw.Close
+		write = fw.Write
+		closeFn = func() error { fs.holdTail(); return fw.Close() }
 	case ArrowIPC:
 		fw, err := ipc.NewFileWriter(w, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 		if err != nil {
