@@ -43,7 +43,7 @@ type RoundStat struct {
 }
 
 // EvalRoundPairs is the size of the per-round held-out check (per language).
-const EvalRoundPairs = 200
+const EvalRoundPairs = 100
 
 // cpuSeconds is the process's user+system CPU time.
 func cpuSeconds() float64 {
@@ -185,7 +185,9 @@ func mergeLoRA(m *model.Model, lo *train.LoRA, scale float64, ref string) (*mode
 // round, language), the same for every arm (common random numbers).
 func (sv *seedV2) generate(cfg Config, m *model.Model, round int) ([]Example, error) {
 	t := cfg.Task
-	var out []Example
+	n := t.Candidates
+	var langs []promptSpan
+	var jobs []sampleJob
 	for li, l := range t.Langs {
 		if l.Pairs == 0 {
 			continue
@@ -196,13 +198,13 @@ func (sv *seedV2) generate(cfg Config, m *model.Model, round int) ([]Example, er
 			allowed[s] = int(t.char(li, s))
 		}
 		rng := rand.New(rand.NewPCG(t.Seed^sv.seed, uint64(0x73616d00+round*1000+li))) // "sam"
-		jobs := make([]sampleJob, 0, len(prompts)*t.Candidates)
+		langs = append(langs, promptSpan{li: li, prompts: prompts, off: len(jobs)})
 		for _, p := range prompts {
 			ids := make([]int, len(p))
 			for k, s := range p {
 				ids[k] = int(t.char(li, s))
 			}
-			for c := 0; c < t.Candidates; c++ {
+			for c := 0; c < n; c++ {
 				u := make([]float64, t.RespLen)
 				for k := range u {
 					u[k] = rng.Float64()
@@ -210,62 +212,85 @@ func (sv *seedV2) generate(cfg Config, m *model.Model, round int) ([]Example, er
 				jobs = append(jobs, sampleJob{prompt: ids, allowed: allowed, u: u})
 			}
 		}
-		toks, lpT, err := sv.smp.sample(m, jobs)
+	}
+	// One sampler call over every language: full chunks of rows.
+	toks, lpT, err := sv.smp.sample(m, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("round %d: %w", round, err)
+	}
+	cands := make([][]int, len(toks))
+	for _, lj := range langs {
+		for i := lj.off; i < lj.off+len(lj.prompts)*n; i++ {
+			cands[i] = make([]int, len(toks[i]))
+			for k, id := range toks[i] {
+				cands[i][k] = id - int(t.char(lj.li, 0))
+			}
+		}
+	}
+	var reward []float64
+	if round > 0 { // the policy judges: β(log M_t − log π_0)
+		lp0, err := sv.logProbs0(cfg, langs, cands)
 		if err != nil {
-			return nil, fmt.Errorf("round %d %s: %w", round, l.Code, err)
+			return nil, err
 		}
-		cands := make([][]int, len(toks))
-		for i, tk := range toks {
-			cands[i] = make([]int, len(tk))
-			for k, id := range tk {
-				cands[i][k] = id - int(t.char(li, 0))
-			}
+		reward = make([]float64, len(cands))
+		for i := range reward {
+			reward[i] = cfg.Beta * (lpT[i] - lp0[i])
 		}
-		var reward []float64
-		if round > 0 { // the policy judges: β(log M_t − log π_0)
-			lp0, err := sv.logProbs0(cfg, li, prompts, cands)
-			if err != nil {
-				return nil, err
-			}
-			reward = make([]float64, len(cands))
-			for i := range reward {
-				reward[i] = cfg.Beta * (lpT[i] - lp0[i])
-			}
-		}
-		judge := rand.New(rand.NewPCG(t.Seed^sv.seed, uint64(0x6a756400+li))) // "jud"
-		wj := t.JudgeWeights(li)
-		for i, p := range prompts {
-			cs := cands[i*t.Candidates : (i+1)*t.Candidates]
+	}
+	var out []Example
+	for _, lj := range langs {
+		l := t.Langs[lj.li]
+		judge := rand.New(rand.NewPCG(t.Seed^sv.seed, uint64(0x6a756400+lj.li))) // "jud"
+		wj := t.JudgeWeights(lj.li)
+		for i, p := range lj.prompts {
+			o := lj.off + i*n
+			cs := cands[o : o+n]
 			var b, w int
 			var margin float64
 			var ok bool
 			if round == 0 {
 				b, w, margin, ok = BTJudge(judge, wj, l.Temp, cs)
 			} else {
-				rs := reward[i*t.Candidates : (i+1)*t.Candidates]
+				rs := reward[o : o+n]
 				b, w, margin, ok = pickBestWorst(distinct(cs), func(k int) float64 { return rs[k] })
 			}
 			if !ok {
 				continue
 			}
-			out = append(out, t.candidateExample(li, round, i, p, cs[b], cs[w], margin))
+			out = append(out, t.candidateExample(lj.li, round, i, p, cs[b], cs[w], margin))
 		}
 	}
 	return out, nil
 }
 
+// promptSpan is one language's block of candidates: its index, prompts and
+// the offset of its first candidate.
+type promptSpan struct {
+	li      int
+	prompts [][]int
+	off     int
+}
+
 // logProbs0 is log π_0(y|x) of every candidate (train's sequence
-// log-probability under the base model), scored two candidates per pseudo-pair.
-func (sv *seedV2) logProbs0(cfg Config, li int, prompts [][]int, cands [][]int) ([]float64, error) {
+// log-probability under the base model), scored two candidates per
+// pseudo-pair in one dataset over every language.
+func (sv *seedV2) logProbs0(cfg Config, spans []promptSpan, cands [][]int) ([]float64, error) {
 	t := cfg.Task
 	n := t.Candidates
 	var pairs []train.Pair
-	for i := 0; i < len(cands); i += 2 {
-		j := min(i+1, len(cands)-1)
-		pairs = append(pairs, train.Pair{ID: fmt.Sprint(i), Lang: t.Langs[li].Code, Prompt: t.text(li, prompts[i/n]),
-			Chosen: t.text(li, cands[i]), Rejected: t.text(li, cands[j])})
-		if j/n != i/n {
-			return nil, fmt.Errorf("logProbs0: odd candidate count %d", n)
+	var at [][2]int // the two candidates of each pseudo-pair
+	for _, sp := range spans {
+		for p := range sp.prompts {
+			for c := 0; c < n; c += 2 {
+				i, j := sp.off+p*n+c, sp.off+p*n+c+1
+				if c+1 == n { // odd count: the last candidate twice
+					j = i
+				}
+				pairs = append(pairs, train.Pair{ID: fmt.Sprint(len(pairs)), Lang: t.Langs[sp.li].Code, Prompt: t.text(sp.li, sp.prompts[p]),
+					Chosen: t.text(sp.li, cands[i]), Rejected: t.text(sp.li, cands[j])})
+				at = append(at, [2]int{i, j})
+			}
 		}
 	}
 	ds, err := sv.engine0.NewDataset(pairs)
@@ -276,11 +301,9 @@ func (sv *seedV2) logProbs0(cfg Config, li int, prompts [][]int, cands [][]int) 
 		return nil, fmt.Errorf("logProbs0: %d candidates rejected", len(pairs)-ds.Len())
 	}
 	out := make([]float64, len(cands))
-	for k := range pairs {
-		out[2*k] = ds.RefW[k]
-		if 2*k+1 < len(out) {
-			out[2*k+1] = ds.RefL[k]
-		}
+	for k, ij := range at {
+		out[ij[1]] = ds.RefL[k]
+		out[ij[0]] = ds.RefW[k]
 	}
 	return out, nil
 }
@@ -643,24 +666,31 @@ func runArmV2(ctx context.Context, cfg Config, sv *seedV2, arm string, res *Resu
 // warm-up of round 0), ConGrad default second (its keep ratio per round is
 // the fixed-ratio baselines' budget), then the rest in table order.
 func trainedArmsV2(cfg Config) ([]string, error) {
-	arms, err := trainedArms(cfg)
-	if err != nil {
-		return nil, err
+	keys := cfg.Arms
+	if len(keys) == 0 {
+		keys = ArmsV2
 	}
-	ratio := map[string]bool{ArmRandom: true, ArmMargin: true, ArmBalanced: true, ArmLoss: true, ArmOwnMean: true, ArmLESS: true}
-	need := slices.Contains(arms, ArmCongrad)
-	for _, a := range arms {
-		need = need || ratio[a]
+	want := map[string]bool{}
+	for _, k := range keys {
+		a, ok := ArmKeys[k]
+		if !ok {
+			return nil, fmt.Errorf("experiment: unknown arm %q", k)
+		}
+		want[a] = true
+	}
+	for _, a := range []string{ArmRandom, ArmMargin, ArmBalanced, ArmLoss, ArmOwnMean, ArmLESS} {
+		if want[a] {
+			want[ArmCongrad] = true // its keep ratio per round is their budget
+		}
 	}
 	var out []string
-	if slices.Contains(arms, ArmAll) {
-		out = append(out, ArmAll)
+	for _, a := range []string{ArmAll, ArmCongrad} {
+		if want[a] {
+			out = append(out, a)
+		}
 	}
-	if need {
-		out = append(out, ArmCongrad)
-	}
-	for _, a := range arms {
-		if a != ArmAll && a != ArmCongrad {
+	for _, a := range Arms {
+		if want[a] && a != ArmAll && a != ArmCongrad {
 			out = append(out, a)
 		}
 	}

@@ -29,7 +29,7 @@ type sampler struct {
 }
 
 // samplerRows is the number of sequences per graph call.
-const samplerRows = 256
+const samplerRows = 1024
 
 func newSampler(backend compute.Backend, cfg *model.Config, t int) (*sampler, error) {
 	s := &sampler{cfg: cfg, rows: samplerRows, t: t}
