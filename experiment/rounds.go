@@ -107,7 +107,7 @@ func prepareV2(cfg Config, seed uint64) (*seedV2, error) {
 		return nil, fmt.Errorf("seed %d: %w", seed, err)
 	}
 	sv := &seedV2{seed: seed, base: base, engine0: e, ratio: map[int]float64{}}
-	if sv.smp, err = newSampler(base.Backend, cfg.Model, 1+cfg.Task.PromptLen+cfg.Task.RespLen); err != nil {
+	if sv.smp, err = newSampler(base.Backend, cfg.Model, 1+cfg.Task.PromptLen+cfg.Task.RespLen, cfg.SamplerRows); err != nil {
 		return nil, err
 	}
 	sv.evalEx, sv.ownEx = cfg.Task.EvalSet()

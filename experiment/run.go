@@ -36,6 +36,9 @@ type Config struct {
 	// trusted dev set of the LESS-style baseline and the anchor gate.
 	DevPairs int
 	DevKinds []string
+	// SamplerRows (task v2) is the number of sequences per sampler graph
+	// call (0: DefaultSamplerRows); rows never depend on each other.
+	SamplerRows int `json:",omitempty"`
 	// Arms restricts the trained arms (keys of ArmKeys); empty: all of them.
 	// The selections are computed either way.
 	Arms []string
@@ -106,7 +109,7 @@ func DefaultConfigV2() Config {
 	return c
 }
 
-// QuickConfigV2 is the CI smoke test of task v2: one seed, a fifth of the
+// QuickConfigV2 is the CI smoke test of task v2: one seed, a tenth of the
 // prompts, 2 rounds of 5 steps, 50 held-out pairs per language.
 func QuickConfigV2() Config {
 	c := DefaultConfigV2()
@@ -114,9 +117,10 @@ func QuickConfigV2() Config {
 	c.Steps = 10
 	c.Task.Rounds = 2
 	c.Task.EvalPairs = 50
+	c.SamplerRows = 256
 	c.Task.Langs = slices.Clone(c.Task.Langs)
 	for i := range c.Task.Langs {
-		c.Task.Langs[i].Pairs /= 5
+		c.Task.Langs[i].Pairs /= 10
 	}
 	return c
 }

@@ -28,11 +28,14 @@ type sampler struct {
 	prefill, step *Exec
 }
 
-// samplerRows is the number of sequences per graph call.
-const samplerRows = 1024
+// DefaultSamplerRows is the number of sequences per sampler graph call.
+const DefaultSamplerRows = 1024
 
-func newSampler(backend compute.Backend, cfg *model.Config, t int) (*sampler, error) {
-	s := &sampler{cfg: cfg, rows: samplerRows, t: t}
+func newSampler(backend compute.Backend, cfg *model.Config, t, rows int) (*sampler, error) {
+	if rows <= 0 {
+		rows = DefaultSamplerRows
+	}
+	s := &sampler{cfg: cfg, rows: rows, t: t}
 	nl := cfg.NumHiddenLayers
 	var err error
 	if s.prefill, err = NewExec(backend, func(in []*Node) []*Node {

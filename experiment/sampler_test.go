@@ -21,7 +21,7 @@ func TestSamplerMatchesEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSampler(base.Backend, cfg.Model, 1+cfg.Task.PromptLen+cfg.Task.RespLen)
+	s, err := newSampler(base.Backend, cfg.Model, 1+cfg.Task.PromptLen+cfg.Task.RespLen, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
