@@ -53,8 +53,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Method validation (docs/EXPERIMENTS.md): the full study rewrites the tables
-# and plots in docs/ (15 seeds x 17 arms: several hours on 2 cores); quick mode writes out/experiment-quick.
+# Method validation (docs/EXPERIMENTS.md): the full study (task v2, 15 seeds x 15 arms,
+# about 3 CPU-hours) rewrites the v2 tables and plots in docs/; quick mode writes
+# out/experiment-quick. Resumable chunked runs: experiment/study-v2.sh (see EXPERIMENTS.md).
 experiment:
 	$(GO) run ./experiment/cmd/experiment
 
@@ -67,8 +68,7 @@ clean:
 # One ConGrad round on the self-written fixtures (testdata/prompts, 10
 # languages) with in-process Prism, the embedded tiny model for gradients and
 # the seeded markov generator for candidates and judging; writes ./out/.
-# min_margin is lowered because the demo judge's scores span a small range;
-# 4 gradient buckets fill the device batches of a 75-pair job.
+# min_margin is lowered because the demo judge's scores span a small range.
 demo:
 	$(GO) build -o $(BIN)/congrad ./cmd/congrad
-	./$(BIN)/congrad run --out=out --min_margin=0.05 --buckets=4 --progress_every=10
+	./$(BIN)/congrad run --out=out --min_margin=0.05 --progress_every=10
