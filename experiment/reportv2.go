@@ -96,8 +96,8 @@ func (res *Results) MarkdownV2(imgRel string) string {
 		cpu += s.CPU
 	}
 	fmt.Fprintf(&b, "%s\n\n", begin)
-	fmt.Fprintf(&b, "Task v2: %d seeds %v; %d self-rewarding rounds × %d steps × batch %d per arm (%d steps in all), Adam lr %g, β %g, LoRA r=%d on %s (gpu/model %s: %d layers, width %d, %d heads, MLP %d, untied head: %v); %d candidates per prompt; sketch countsketch k=%d; %d held-out pairs per language; wall time %s, CPU %.0f s.\n\n",
-		len(seeds), seeds, t.Rounds, stepsPerRound(cfg), cfg.BatchSize, stepsPerRound(cfg)*t.Rounds, cfg.LR, cfg.Beta, cfg.LoRA.Rank, strings.Join(cfg.LoRA.Targets, ","),
+	fmt.Fprintf(&b, "Task v2: seeds %v (%d); %d self-rewarding rounds × %d steps × batch %d per arm (%d steps in all), Adam lr %g, β %g, LoRA r=%d on %s (gpu/model %s: %d layers, width %d, %d heads, MLP %d, untied head: %v); %d candidates per prompt; sketch countsketch k=%d; %d held-out pairs per language; wall time %s, CPU %.0f s.\n\n",
+		seeds, len(seeds), t.Rounds, stepsPerRound(cfg), cfg.BatchSize, stepsPerRound(cfg)*t.Rounds, cfg.LR, cfg.Beta, cfg.LoRA.Rank, strings.Join(cfg.LoRA.Targets, ","),
 		cfg.Model.ModelType, cfg.Model.NumHiddenLayers, cfg.Model.HiddenSize, cfg.Model.NumAttentionHeads, cfg.Model.IntermediateSize, !cfg.Model.Tied(),
 		t.Candidates, cfg.SketchK, t.EvalPairs, res.Elapsed.Round(1e9), cpu)
 	if len(seeds) < DefaultSeeds {
@@ -159,7 +159,7 @@ func (res *Results) MarkdownV2(imgRel string) string {
 	}
 
 	// Accuracy by round.
-	fmt.Fprintf(&b, "#### Accuracy after each round (first %d held-out pairs per language; the last round on all %d), mean over seeds: seen clean / unseen\n\n", EvalRoundPairs, t.EvalPairs)
+	fmt.Fprintf(&b, "#### Accuracy after each round (first %d held-out pairs per language; the last round on all %d), mean over seeds: seen clean / unseen\n\n", min(EvalRoundPairs, t.EvalPairs), t.EvalPairs)
 	b.WriteString("| arm |")
 	for r := 0; r < t.Rounds; r++ {
 		fmt.Fprintf(&b, " after round %d |", r)
