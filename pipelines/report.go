@@ -259,6 +259,7 @@ func buildReport(rule string, options map[string]string, cons *aggregate.Consens
 			byLang = nil // pointers into the grown slice: rebuild below
 		}
 		l.Pairs, l.Kept, l.Cutoff, l.Quantiles, l.Histogram = x.N, x.Kept, x.Threshold, x.Quantiles, x.Histogram
+		auditLanguage(r, l, x)
 		if byLang == nil {
 			byLang = map[string]*report.Language{}
 			for i := range r.Languages {
@@ -268,6 +269,27 @@ func buildReport(rule string, options map[string]string, cons *aggregate.Consens
 	}
 	r.Finish()
 	return r
+}
+
+// auditLanguage copies the method audit of one language's Stats (empty
+// under the default options) into its report row and the gate table.
+func auditLanguage(r *report.Report, l *report.Language, x filter.Stats) {
+	l.ScoreType, l.Target, l.RuleUsed = x.ScoreType, x.Target, x.Rule
+	if len(x.Noise) > 0 {
+		f := x.Noise[0]
+		l.Noise = &report.NoiseFit{N: f.N, Mu: f.Mu, Sigma: f.Sigma, Eta: f.Eta, Tau: f.Tau, Iter: f.Iter,
+			Converged: f.Converged, Fallback: f.Fallback}
+	}
+	if len(x.Gate) > 0 {
+		g := x.Gate[0]
+		row := report.Gate{Lang: x.Lang, Kind: g.Kind, Reference: g.Reference, N: g.Cos.N, Gated: g.Gated,
+			Reason: g.Reason, Target: x.Target}
+		if g.Tested {
+			row.Cos, row.Lo, row.Hi = g.Cos.Value, g.Cos.Lo, g.Cos.Hi
+		}
+		l.Gate = &row
+		r.Gates = append(r.Gates, row)
+	}
 }
 
 func (f *writeReportFn) ProcessElement(ctx context.Context, _ []byte,

@@ -25,7 +25,20 @@ type SelectOptions struct {
 	Gamma     float64     // ema decay
 	Seed      uint64      // PCGrad permutation seed
 	Keep      keep.Options
+
+	// The method options of METHOD.md §8 (issue 13); zero values are the
+	// paper's pair filter.
+	Gate      string // GateNone ("" too) | GateLeaveOut | GateAnchor
+	Anchor    string // glob of anchor sketch files (GateAnchor)
+	GroupSize int    // 0: score pairs; N >= 2: score groups of about N pairs
 }
+
+// Language gates (SelectOptions.Gate).
+const (
+	GateNone     = "none"
+	GateLeaveOut = "leave-out"
+	GateAnchor   = "anchor"
+)
 
 // Validate fills defaults and checks the options once, before construction.
 func (o *SelectOptions) Validate() error {
@@ -40,10 +53,52 @@ func (o *SelectOptions) Validate() error {
 	if o.Keep.Rule == "" {
 		o.Keep.Rule = keep.Positive
 	}
-	if err := o.Keep.Validate(); err != nil {
+	if err := filter.ValidateKeep(o.Keep); err != nil {
 		return fmt.Errorf("select: %w", err)
 	}
+	switch o.Gate {
+	case "", GateNone, GateLeaveOut:
+		if o.Anchor != "" {
+			return fmt.Errorf("select: anchor %q needs gate %q", o.Anchor, GateAnchor)
+		}
+	case GateAnchor:
+		if o.Anchor == "" {
+			return fmt.Errorf("select: gate %q needs anchor sketch files", GateAnchor)
+		}
+	default:
+		return fmt.Errorf("select: gate %q: want %s, %s or %s", o.Gate, GateNone, GateLeaveOut, GateAnchor)
+	}
+	if o.Gate == "" {
+		o.Gate = GateNone
+	}
+	if o.GroupSize < 0 || o.GroupSize == 1 {
+		return fmt.Errorf("select: group size %d: want 0 (pair scoring) or >= 2", o.GroupSize)
+	}
+	if o.Gate != GateNone && o.Aggregate == aggregate.EMA {
+		return fmt.Errorf("select: gate %q needs aggregate mean: its interval resamples the pairs' mean", o.Gate)
+	}
 	return nil
+}
+
+// method returns the filter's method options and whether the method passes
+// (a gate or group scoring) replace the pair filter's scoring.
+func (o SelectOptions) method(files filter.FileOptions) (filter.Method, bool) {
+	m := filter.Method{GroupSize: o.GroupSize, Seed: o.Seed, Files: files}
+	switch o.Gate {
+	case GateLeaveOut:
+		m.Gate = filter.GateLeaveOut
+	case GateAnchor:
+		m.Gate = filter.GateAnchor
+	}
+	return m, m.Gate != "" || m.GroupSize > 0
+}
+
+// Audited reports whether a method option of issue 13 is in use (the
+// noise-aware rule, a gate, group scoring): the decisions then carry the
+// audit columns and report.json the audit fields. Under the defaults the
+// outputs are those of the paper's pair filter, byte for byte.
+func (o SelectOptions) Audited() bool {
+	return o.Keep.Rule == filter.NoiseAware || (o.Gate != "" && o.Gate != GateNone) || o.GroupSize > 0
 }
 
 func (o SelectOptions) aggregate() aggregate.Options {
@@ -65,6 +120,10 @@ type Selected struct {
 	Unscorable   beam.PCollection // PCollection<filter.Failure>: admitted sketches that could not be scored
 	Consensus    beam.PCollection // singleton PCollection<aggregate.Consensus>
 	Stats        beam.PCollection // PCollection<filter.Stats>, one per language
+	// Plan is the method options' plan (singleton PCollection<filter.Plan>:
+	// each language's target and gate verdict); invalid under the pair
+	// filter's defaults.
+	Plan beam.PCollection
 }
 
 // Select runs ConGrad's selection on pairs and their sketches:
@@ -110,26 +169,75 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		return Selected{}, fmt.Errorf("select: sketches must be PCollection<schemas.Sketch> or PCollection<lakeio.Split>, got %v", t)
 	}
 	ao := opts.aggregate()
-	fo := filter.Options{Keep: opts.Keep}
-	var metas, checkFails, scored, unscorable, cons beam.PCollection
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited()}
+	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
+	m, method := opts.method(files)
+	var anchor beam.PCollection
+	if method {
+		anchor = beam.CreateList(s, []filter.DirList{})
+		if opts.Gate == GateAnchor {
+			splits, err := SketchFiles(s.Scope("congrad.Anchor"), opts.Anchor, opts)
+			if err != nil {
+				return Selected{}, fmt.Errorf("select: anchor: %w", err)
+			}
+			anchor = filter.AnchorFiles(s, splits, files)
+		}
+	}
+	var metas, checkFails, scored, unscorable, cons, plan beam.PCollection
 	var val filter.Validation
 	if fromFiles {
-		files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 		metas = filter.MetasOfFiles(s, sketches)
 		val = filter.Validate(s, pairs, metas, upstream)
 		var partials beam.PCollection
 		partials, checkFails = filter.AggregateFiles(s, sketches, val.Excluded, files, ao)
-		cons = aggregate.ConsensusOf(s, aggregate.FromPartials(s, partials, ao), ao)
-		scored, unscorable = filter.ScoreFiles(s, sketches, val.Excluded, cons, files)
+		dirs := aggregate.FromPartials(s, partials, ao)
+		cons = aggregate.ConsensusOf(s, dirs, ao)
+		if !method {
+			scored, unscorable = filter.ScoreFiles(s, sketches, val.Excluded, cons, files)
+		} else {
+			dl := filter.CollectDirs(s, dirs)
+			boots := beam.CreateList(s, []filter.LangBoot{})
+			if m.Gate != "" {
+				boots = filter.GateBootsFiles(s, sketches, val.Excluded, filter.GateRefsOf(s, dl, anchor, m), m)
+			}
+			plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
+			if m.GroupSize > 0 {
+				members, parts := filter.GroupFiles(s, sketches, val.Excluded, filter.CountPartials(s, partials), m)
+				scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
+			} else {
+				scored, unscorable = filter.ScorePlanFiles(s, sketches, val.Excluded, plan, files)
+			}
+		}
 	} else {
 		metas = filter.MetasOf(s, sketches)
 		val = filter.Validate(s, pairs, metas, upstream)
 		var valid beam.PCollection
 		valid, checkFails = filter.Admit(s, sketches, val.Excluded, opts.Spec.K)
-		cons = aggregate.ConsensusOf(s, aggregate.PerLanguage(s, valid, ao), ao)
-		scored, unscorable = filter.Score(s, valid, cons)
+		dirs := aggregate.PerLanguage(s, valid, ao)
+		cons = aggregate.ConsensusOf(s, dirs, ao)
+		if !method {
+			scored, unscorable = filter.Score(s, valid, cons)
+		} else {
+			dl := filter.CollectDirs(s, dirs)
+			boots := beam.CreateList(s, []filter.LangBoot{})
+			if m.Gate != "" {
+				boots = filter.GateBoots(s, valid, filter.GateRefsOf(s, dl, anchor, m), m)
+			}
+			plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
+			if m.GroupSize > 0 {
+				members, parts := filter.Group(s, valid, filter.CountSketches(s, valid), m)
+				scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
+			} else {
+				scored, unscorable = filter.ScorePlan(s, valid, plan)
+			}
+		}
 	}
-	verdicts, stats := filter.Rank(s, scored, fo)
+	var verdicts, stats beam.PCollection
+	if method {
+		verdicts, stats = filter.RankPlan(s, scored, plan, fo)
+	} else {
+		verdicts, stats = filter.Rank(s, scored, fo)
+	}
 	fails := []beam.PCollection{val.PairFailures, checkFails, unscorable}
 	if upstream.IsValid() {
 		fails = append(fails, upstream)
@@ -139,7 +247,7 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 	return Selected{Kept: out.Kept, Dropped: out.Dropped, Decisions: out.Decisions,
 		Dead:      beam.Flatten(s, out.Dead, filter.DeadSketchRows(s, deadSketches)),
 		DeadPairs: out.Dead, DeadSketches: deadSketches, SketchesIn: metas, Scored: scored, Unscorable: unscorable,
-		Consensus: cons, Stats: stats}, nil
+		Consensus: cons, Stats: stats, Plan: plan}, nil
 }
 
 // count adds the select stage's accounting to cnt: pairs_in = kept +

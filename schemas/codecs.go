@@ -89,27 +89,49 @@ func (c CandidateCodec) Decode(rec arrow.RecordBatch) ([]Candidate, error) {
 	return out, r.err
 }
 
-// DecisionCodec is the layout of filter decision files.
-type DecisionCodec struct{}
+// DecisionCodec is the layout of filter decision files. With Audit the
+// files carry four more string columns after reason (score_type, target,
+// rule, gate: Decision's audit fields); Decode reads files with or without
+// them, so files written before the audit columns still read.
+type DecisionCodec struct {
+	Audit bool
+}
 
 var decisionCols = []column{
 	strCol("pair_id"), strCol("lang"), col("score", f64), col("rank", i64), col("kept", boolT), strCol("reason"),
 }
 
+// decisionAuditCols are the optional audit columns.
+var decisionAuditCols = []column{strCol("score_type"), strCol("target"), strCol("rule"), strCol("gate")}
+
 func (DecisionCodec) Name() string { return "decision" }
-func (DecisionCodec) Schema() *arrow.Schema {
+func (c DecisionCodec) Schema() *arrow.Schema {
 	md := metadata("decision")
+	if c.Audit {
+		return arrow.NewSchema(fields(append(append([]column{}, decisionCols...), decisionAuditCols...)), &md)
+	}
 	return arrow.NewSchema(fields(decisionCols), &md)
 }
-func (DecisionCodec) Check(s *arrow.Schema) error { return checkColumns("decision", s, decisionCols) }
-func (DecisionCodec) Key(d *Decision) string      { return d.PairID }
-func (DecisionCodec) Append(b *array.RecordBuilder, rows []Decision) error {
+func (c DecisionCodec) Check(s *arrow.Schema) error {
+	if c.Audit {
+		return checkColumns("decision", s, append(append([]column{}, decisionCols...), decisionAuditCols...))
+	}
+	return checkColumns("decision", s, decisionCols)
+}
+func (DecisionCodec) Key(d *Decision) string { return d.PairID }
+func (c DecisionCodec) Append(b *array.RecordBuilder, rows []Decision) error {
 	appendStrings(b, 0, rows, func(d *Decision) string { return d.PairID })
 	appendStrings(b, 1, rows, func(d *Decision) string { return d.Lang })
 	appendFloat64s(b, 2, rows, func(d *Decision) float64 { return d.Score })
 	appendInt64s(b, 3, rows, func(d *Decision) int64 { return int64(d.Rank) })
 	appendBools(b, 4, rows, func(d *Decision) bool { return d.Kept })
 	appendStrings(b, 5, rows, func(d *Decision) string { return d.Reason })
+	if c.Audit {
+		appendStrings(b, 6, rows, func(d *Decision) string { return d.ScoreType })
+		appendStrings(b, 7, rows, func(d *Decision) string { return d.Target })
+		appendStrings(b, 8, rows, func(d *Decision) string { return d.Rule })
+		appendStrings(b, 9, rows, func(d *Decision) string { return d.Gate })
+	}
 	return nil
 }
 func (c DecisionCodec) Decode(rec arrow.RecordBatch) ([]Decision, error) {
@@ -124,6 +146,13 @@ func (c DecisionCodec) Decode(rec arrow.RecordBatch) ([]Decision, error) {
 	r.int64s("rank", func(i int, v int64) { out[i].Rank = int(v) })
 	r.bools("kept", func(i int, v bool) { out[i].Kept = v })
 	r.strings("reason", func(i int, v string) { out[i].Reason = v })
+	// The audit columns, where the file has them (any codec reads them).
+	if checkColumns("decision", rec.Schema(), decisionAuditCols) == nil {
+		r.strings("score_type", func(i int, v string) { out[i].ScoreType = v })
+		r.strings("target", func(i int, v string) { out[i].Target = v })
+		r.strings("rule", func(i int, v string) { out[i].Rule = v })
+		r.strings("gate", func(i int, v string) { out[i].Gate = v })
+	}
 	return out, r.err
 }
 

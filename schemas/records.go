@@ -74,6 +74,13 @@ type Decision struct {
 	Rank   int     // 1-based rank by score within the pair's language (1 = best)
 	Kept   bool
 	Reason string // why kept or dropped, e.g. "score>tau", "below top-rho threshold"
+	// The audit of the method options (METHOD.md §8.5), written as columns
+	// only when a non-default option is used (DecisionCodec.Audit): what
+	// the score was (ScoreType: "pair" or "group:N"), what it was measured
+	// against (Target: "g*", "g*_{-l}", "anchor consensus", ...), the
+	// threshold rule (Rule, e.g. "noise-aware tau_l=-0.031") and the
+	// language gate's verdict (Gate: "none", "open", "gated", ...).
+	ScoreType, Target, Rule, Gate string
 }
 
 // DeadLetter is a row that could not be processed, with the reason. Every

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -56,6 +57,7 @@ type opts struct {
 	aggregate                      string
 	gamma, tau, rho                float64
 	keepRule                       string
+	gate, anchor, score            string
 	progressEvery                  float64
 	quiet                          bool
 	fs                             *flag.FlagSet
@@ -172,9 +174,12 @@ func newFlags(cmd string, help io.Writer) *opts {
 	if sel {
 		fs.StringVar(&o.aggregate, "aggregate", "mean", "per-language direction: mean | ema")
 		fs.Float64Var(&o.gamma, "gamma", 0.9, "ema decay, (0, 1)")
-		fs.StringVar(&o.keepRule, "keep", "positive", "keep rule: positive (score > tau) | top (best rho per language) | global-top")
-		fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold on the cosine score, -1..1")
+		fs.StringVar(&o.keepRule, "keep", "positive", "keep rule: positive (score > tau) | top (best rho per language) | global-top | noise-aware (score > tau_l fitted per language, METHOD.md §8.1)")
+		fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold on the cosine score, -1..1; noise-aware: the fallback tau of a language whose fit is unusable")
 		fs.Float64Var(&o.rho, "rho", 0.5, "fraction kept by top and global-top, (0, 1]")
+		fs.StringVar(&o.gate, "gate", "none", "language gate: none | leave-out (CI of cos(G_l, other languages) below 0; pairs scored against g*_{-l}) | anchor (CI of cos(G_l, --anchor) below 0; METHOD.md §8.2-8.3)")
+		fs.StringVar(&o.anchor, "anchor", "", "sketch files (glob) of trusted dev pairs, written by congrad sketch with this run's model and sketch settings; their mean is the anchor of --gate=anchor")
+		fs.StringVar(&o.score, "score", "pair", "what is scored: pair | group:N (the summed sketch of about N pairs of one language, hashed by (seed, pair id); every member gets the group's score, METHOD.md §8.4)")
 	}
 
 	fs.Float64Var(&o.progressEvery, "progress_every", 2, "seconds between progress lines, 0..86400 (0: off)")
@@ -358,8 +363,10 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 		c.Gradients.MaxLen, c.Gradients.Batch, c.Gradients.Steps = o.maxLen, o.batch, o.steps
 	}
 	c.Gradients.Spec = spec
+	groupSize, _ := parseScore(o.score) // validate checked it
 	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,
-		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho}}
+		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho},
+		Gate: o.gate, Anchor: o.anchor, GroupSize: groupSize}
 	if o.fs.Lookup("keep") == nil {
 		c.Select = pipelines.SelectOptions{Spec: spec}
 	}
@@ -377,6 +384,12 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 			if o.backendURL != "" {
 				return
 			}
+		case "gate", "anchor", "score":
+			// The method options are recorded when used, so a default
+			// run's report.json keeps its bytes.
+			if f.Value.String() == f.DefValue {
+				return
+			}
 		}
 		c.Options[f.Name] = f.Value.String()
 		if v, ok := effective[f.Name]; ok {
@@ -385,6 +398,11 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	})
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.anchor != "" {
+		if err := o.checkAnchor(context.Background(), c); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }

@@ -167,6 +167,11 @@ func (o *opts) validate() error {
 	if o.fs.Lookup("aggregate") != nil && o.aggregate != "mean" && o.aggregate != "ema" {
 		return bad("--aggregate=%s: want mean or ema", o.aggregate)
 	}
+	if o.fs.Lookup("keep") != nil {
+		if err := o.validateMethod(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

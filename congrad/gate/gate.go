@@ -197,18 +197,26 @@ func LeaveOutRefs(dirs map[string][]float32, o GateOptions) (map[string][]float3
 		}
 		return refs, nil
 	}
-	for l := range dirs {
-		var ref []float32
-		for m, g := range dirs {
+	// Summed in float64 in language order and rounded once, so the
+	// reference's bits do not depend on map order.
+	langs := sortedKeys(dirs)
+	for _, l := range langs {
+		var sum []float64
+		for _, m := range langs {
 			if m == l {
 				continue
 			}
-			if ref == nil {
-				ref = make([]float32, len(g))
+			g := dirs[m]
+			if sum == nil {
+				sum = make([]float64, len(g))
 			}
 			for j, x := range g {
-				ref[j] += x
+				sum[j] += float64(x)
 			}
+		}
+		ref := make([]float32, len(sum))
+		for j, x := range sum {
+			ref[j] = float32(x)
 		}
 		refs[l] = ref
 	}

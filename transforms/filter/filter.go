@@ -43,6 +43,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/vec"
 	"github.com/congrad-beam/congrad/schemas"
@@ -53,9 +54,42 @@ import (
 // Stage names the filter in dead-letter rows.
 const Stage = "filter"
 
+// NoiseAware is the keep rule of METHOD.md §8.1: per language, a
+// mirrored two-component mixture fitted to the language's scores
+// (gate.FitNoise) gives τ_l, and a pair is kept when its score is above
+// its language's τ_l (gate.DecideNoiseAware). keep.Options.Tau is the
+// fallback τ of a language whose fit is not usable.
+const NoiseAware keep.Rule = "noise-aware"
+
 // Options configure the filter.
 type Options struct {
 	Keep keep.Options
+	// Noise parametrises the noise-aware rule (zero: gate.DefaultNoiseOptions
+	// with FallbackTau = Keep.Tau).
+	Noise gate.NoiseOptions
+	// Audit fills the decisions' and the report's audit fields (score type
+	// "pair", target "g*", the rule, gate "none") where Rank decides on
+	// plain pair scores; the gate and group paths always fill them.
+	Audit bool
+}
+
+// ValidateKeep checks keep options, accepting NoiseAware next to the rules
+// of congrad/keep (its Tau is the fallback τ and must be finite).
+func ValidateKeep(o keep.Options) error {
+	if o.Rule == NoiseAware {
+		return keep.Options{Rule: keep.Positive, Tau: o.Tau}.Validate()
+	}
+	return o.Validate()
+}
+
+// noise returns the noise-aware rule's options.
+func (o Options) noise() gate.NoiseOptions {
+	n := o.Noise
+	if n == (gate.NoiseOptions{}) {
+		n = gate.DefaultNoiseOptions()
+		n.FallbackTau = o.Keep.Tau
+	}
+	return n
 }
 
 // Failure is a sketch (hence a pair) that cannot be scored, with the reason.
@@ -73,6 +107,24 @@ type Stats struct {
 	Threshold float64   // the rule's cutoff in this language (NaN if none)
 	Quantiles []float64 // at report.QuantileLevels
 	Histogram []int64   // report.HistBins bins over [-1, 1]
+	// Noise is the noise-aware rule's fit of this language (one element;
+	// empty under the other rules).
+	Noise []gate.NoiseFit
+	// The method audit (METHOD.md §8.5), empty under the default options:
+	// the score type, the target, the threshold rule and, when a language
+	// gate ran, its verdict (one element).
+	ScoreType, Target, Rule string
+	Gate                    []GateVerdict
+}
+
+// GateVerdict is one language's gate verdict for the report.
+type GateVerdict struct {
+	Kind      string // leave-out | anchor
+	Reference string // what G_l was compared with
+	Cos       gate.CI
+	Tested    bool // false: not tested (Reason says why)
+	Gated     bool
+	Reason    string
 }
 
 // Result is what Conflicts produces.
@@ -131,7 +183,7 @@ func Conflicts(s beam.Scope, sketches, consensus beam.PCollection, opts Options)
 	if opts.Keep.Rule == "" {
 		opts.Keep.Rule = keep.Positive
 	}
-	if err := opts.Keep.Validate(); err != nil {
+	if err := ValidateKeep(opts.Keep); err != nil {
 		panic(fmt.Sprintf("filter.Conflicts: %v", err))
 	}
 	mustType("filter.Conflicts", sketches, reflect.TypeOf(schemas.Sketch{}))
@@ -162,7 +214,7 @@ func Rank(s beam.Scope, scored beam.PCollection, opts Options) (verdicts, stats 
 	if opts.Keep.Rule == "" {
 		opts.Keep.Rule = keep.Positive
 	}
-	if err := opts.Keep.Validate(); err != nil {
+	if err := ValidateKeep(opts.Keep); err != nil {
 		panic(fmt.Sprintf("filter.Rank: %v", err))
 	}
 	mustType("filter.Rank", scored, reflect.TypeOf(keep.Scored{}))
@@ -171,8 +223,15 @@ func Rank(s beam.Scope, scored beam.PCollection, opts Options) (verdicts, stats 
 		cutoff = globalCutoff(s, scored, opts.Keep.Rho)
 	}
 	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScored, scored))
-	return beam.ParDo2(s, &rankFn{Rule: string(opts.Keep.Rule), Tau: opts.Keep.Tau, Rho: opts.Keep.Rho},
-		byLang, beam.SideInput{Input: cutoff})
+	return beam.ParDo2(s, newRankFn(opts), byLang, beam.SideInput{Input: cutoff})
+}
+
+func newRankFn(opts Options) *rankFn {
+	f := &rankFn{Rule: string(opts.Keep.Rule), Tau: opts.Keep.Tau, Rho: opts.Keep.Rho, Audit: opts.Audit}
+	if opts.Keep.Rule == NoiseAware {
+		f.Noise = opts.noise()
+	}
+	return f
 }
 
 func mustType(name string, c beam.PCollection, want reflect.Type) {
@@ -226,58 +285,134 @@ func keyScored(x keep.Scored) (string, keep.Scored) { return x.Lang, x }
 type rankFn struct {
 	Rule     string
 	Tau, Rho float64
+	Noise    gate.NoiseOptions // noise-aware only
+	Audit    bool
 }
 
 func (f *rankFn) ProcessElement(lang string, rows func(*keep.Scored) bool, cutoffs func(*keep.Cutoff) bool,
 	emit func(schemas.Decision), emitStats func(Stats)) error {
+	items := drainScored(rows)
+	vs, st, err := f.decide(lang, items, cutoffs)
+	if err != nil {
+		return err
+	}
+	var audit *schemas.Decision
+	if f.Audit {
+		st.ScoreType, st.Target, st.Rule = ScorePair, TargetConsensus, f.ruleText(st)
+		audit = &schemas.Decision{ScoreType: st.ScoreType, Target: st.Target, Rule: st.Rule, Gate: GateNone}
+	}
+	emitDecisions(vs, &st, audit, emit)
+	emitStats(st)
+	return nil
+}
+
+// Audit values (schemas.Decision's audit fields, report.json).
+const (
+	ScorePair       = "pair"                     // each pair's own score
+	TargetConsensus = "g*"                       // PCGrad over every language (§5)
+	TargetLeaveOut  = "g*_{-l}"                  // PCGrad over the open languages other than l (§8.2)
+	TargetOpen      = "g* of the open languages" // a gated or lone language's pairs under leave-out
+	TargetAnchor    = "anchor consensus"         // PCGrad over the open languages and the anchor (§8.3)
+	GateNone        = "none"
+	GateOpen        = "open"
+	GateGated       = "gated"
+)
+
+// ruleText names the threshold rule that decided in a language, with its
+// parameter (the fitted τ_l for noise-aware).
+func (f *rankFn) ruleText(st Stats) string {
+	switch keep.Rule(f.Rule) {
+	case keep.Positive:
+		return fmt.Sprintf("positive tau=%g", f.Tau)
+	case keep.Top:
+		return fmt.Sprintf("top rho=%g", f.Rho)
+	case keep.GlobalTop:
+		return fmt.Sprintf("global-top rho=%g", f.Rho)
+	case NoiseAware:
+		if len(st.Noise) == 1 && st.Noise[0].Fallback == "" {
+			return fmt.Sprintf("noise-aware tau_l=%.6g", st.Noise[0].Tau)
+		}
+		return fmt.Sprintf("noise-aware fallback tau=%g", f.Noise.FallbackTau)
+	}
+	return f.Rule
+}
+
+func drainScored(rows func(*keep.Scored) bool) []keep.Scored {
 	var items []keep.Scored
 	var x keep.Scored
 	for rows(&x) {
 		items = append(items, x)
 	}
+	return items
+}
+
+// decide applies the rule to one language's items: the verdicts
+// (best-first) and the language's Stats with its threshold (and noise fit)
+// filled in; counts and distributions are filled by emitDecisions.
+func (f *rankFn) decide(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool) ([]keep.Verdict, Stats, error) {
 	var vs []keep.Verdict
 	var err error
-	threshold := math.NaN()
-	if keep.Rule(f.Rule) == keep.GlobalTop {
+	st := Stats{Lang: lang, Threshold: math.NaN()}
+	switch keep.Rule(f.Rule) {
+	case keep.GlobalTop:
 		var c keep.Cutoff
 		if !cutoffs(&c) {
-			return fmt.Errorf("filter: language %s: global-top cutoff missing", lang)
+			return nil, st, fmt.Errorf("filter: language %s: global-top cutoff missing", lang)
 		}
 		vs, err = keep.DecideWithCutoff(items, c)
 		if c.Keep > 0 {
-			threshold = c.Last.Score
+			st.Threshold = c.Last.Score
 		}
-	} else {
+	case NoiseAware:
+		var fits map[string]gate.NoiseFit
+		vs, fits, err = gate.DecideNoiseAware(items, f.Noise)
+		if fit, ok := fits[lang]; ok && err == nil {
+			st.Threshold = fit.Tau
+			st.Noise = []gate.NoiseFit{fit}
+		}
+	default:
 		vs, err = keep.DecideLanguage(items, keep.Options{Rule: keep.Rule(f.Rule), Tau: f.Tau, Rho: f.Rho})
 	}
 	if err != nil {
-		return fmt.Errorf("filter: rank language %s (%d pairs): %w", lang, len(items), err)
+		return nil, st, fmt.Errorf("filter: rank language %s (%d pairs): %w", lang, len(items), err)
 	}
-	st := Stats{Lang: lang, N: int64(len(vs)), Histogram: make([]int64, report.HistBins)}
+	switch keep.Rule(f.Rule) {
+	case keep.Positive:
+		st.Threshold = f.Tau
+	case keep.Top:
+		st.Threshold = math.NaN()
+		for _, v := range vs {
+			if v.Kept {
+				st.Threshold = v.Score // the last kept pair (best-first order)
+			}
+		}
+	}
+	return vs, st, nil
+}
+
+// emitDecisions emits one language's verdicts as decisions (with the audit
+// columns of audit, when given) and fills st's counts, quantiles and
+// histogram.
+func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit func(schemas.Decision)) {
+	st.N = int64(len(vs))
+	st.Histogram = make([]int64, report.HistBins)
 	scores := make([]float64, 0, len(vs))
-	var lastKept float64 = math.NaN()
 	for _, v := range vs {
-		emit(schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason})
+		d := schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason}
+		if audit != nil {
+			d.ScoreType, d.Target, d.Rule, d.Gate = audit.ScoreType, audit.Target, audit.Rule, audit.Gate
+		}
+		emit(d)
 		if v.Kept {
 			st.Kept++
-			lastKept = v.Score
 		}
 		if !math.IsNaN(v.Score) && !math.IsInf(v.Score, 0) {
 			scores = append(scores, v.Score)
 			st.Histogram[report.Bin(v.Score)]++
 		}
 	}
-	switch keep.Rule(f.Rule) {
-	case keep.Positive:
-		threshold = f.Tau
-	case keep.Top:
-		threshold = lastKept
-	}
-	st.Threshold = threshold
 	sort.Float64s(scores)
 	st.Quantiles = report.Quantiles(scores)
-	emitStats(st)
-	return nil
 }
 
 func init() {
@@ -300,4 +435,5 @@ func init() {
 	registerSplit()
 	registerValidate()
 	registerFiles()
+	registerMethod()
 }

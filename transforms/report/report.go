@@ -50,6 +50,43 @@ type Language struct {
 	Quantiles []float64 `json:"quantiles"` // scores at QuantileLevels
 	Histogram []int64   `json:"histogram"` // score counts over HistBins equal bins of [-1, 1]
 	Order     []string  `json:"pcgrad_order"`
+	// The audit of the method options (METHOD.md §8.5); absent under the
+	// default options, so a default run's report is unchanged.
+	ScoreType string    `json:"score_type,omitempty"` // pair | group:N
+	Target    string    `json:"target,omitempty"`     // what the scores were measured against
+	RuleUsed  string    `json:"rule,omitempty"`       // the threshold rule with its parameter
+	Noise     *NoiseFit `json:"noise_fit,omitempty"`  // keep=noise-aware: this language's fit
+	Gate      *Gate     `json:"gate,omitempty"`       // gate=leave-out|anchor: this language's verdict
+}
+
+// NoiseFit is the noise-aware rule's fit of one language (METHOD.md §8.1):
+// scores ~ (1−η)·N(μ, σ²) + η·N(−μ, σ²), keep score > τ_l. Fallback says
+// why τ_l is the fallback τ instead ("" when it comes from the fit).
+type NoiseFit struct {
+	N         int     `json:"n"`
+	Mu        float64 `json:"mu"`
+	Sigma     float64 `json:"sigma"`
+	Eta       float64 `json:"eta"`
+	Tau       float64 `json:"tau"`
+	Iter      int     `json:"iterations"`
+	Converged bool    `json:"converged"`
+	Fallback  string  `json:"fallback,omitempty"`
+}
+
+// Gate is one language's language-level gate (METHOD.md §8.2, §8.3):
+// cos(G_l, reference) with its bootstrap interval, the verdict and why.
+// Cos, Lo and Hi are 0 when the language was not tested (Reason says why).
+type Gate struct {
+	Lang      string  `json:"lang"`
+	Kind      string  `json:"gate"`      // leave-out | anchor
+	Reference string  `json:"reference"` // what G_l was compared with
+	Cos       float64 `json:"cos"`
+	Lo        float64 `json:"ci_lo"`
+	Hi        float64 `json:"ci_hi"`
+	N         int     `json:"pairs"`
+	Gated     bool    `json:"gated"`
+	Reason    string  `json:"reason"`
+	Target    string  `json:"target"` // what the language's pairs were scored against
 }
 
 // QuantileLevels are the levels of Language.Quantiles.
@@ -73,6 +110,9 @@ type Report struct {
 	DeadLetters []Reason          `json:"dead_letters"`
 	// Accounting: Totals[stage] = {"in": ..., "kept": ..., ...} summed over languages.
 	Totals map[string]map[string]int64 `json:"totals"`
+	// Gates is the table of language gates (gate=leave-out|anchor), one
+	// row per language; absent without a gate.
+	Gates []Gate `json:"language_gates,omitempty"`
 }
 
 // Finish sorts every list into a canonical order and fills Totals, so the
@@ -97,6 +137,7 @@ func (r *Report) Finish() {
 		return a.Kind < b.Kind
 	})
 	sort.Slice(r.Languages, func(i, j int) bool { return r.Languages[i].Lang < r.Languages[j].Lang })
+	sort.Slice(r.Gates, func(i, j int) bool { return r.Gates[i].Lang < r.Gates[j].Lang })
 	r.Totals = map[string]map[string]int64{}
 	for _, c := range r.Counts {
 		if r.Totals[c.Stage] == nil {
@@ -134,6 +175,26 @@ func (r *Report) Marshal() ([]byte, error) {
 		}
 	}
 	c.ConsNorm = finite(c.ConsNorm)
+	if r.Gates != nil {
+		c.Gates = make([]Gate, len(r.Gates))
+		for i, g := range r.Gates {
+			g.Cos, g.Lo, g.Hi = finite(g.Cos), finite(g.Lo), finite(g.Hi)
+			c.Gates[i] = g
+		}
+	}
+	for i := range c.Languages {
+		l := &c.Languages[i]
+		if l.Noise != nil {
+			n := *l.Noise
+			n.Mu, n.Sigma, n.Eta, n.Tau = finite(n.Mu), finite(n.Sigma), finite(n.Eta), finite(n.Tau)
+			l.Noise = &n
+		}
+		if l.Gate != nil {
+			g := *l.Gate
+			g.Cos, g.Lo, g.Hi = finite(g.Cos), finite(g.Lo), finite(g.Hi)
+			l.Gate = &g
+		}
+	}
 	b, err := json.MarshalIndent(raw, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("report: marshal: %w", err)
