@@ -12,7 +12,7 @@ import (
 // model judges its own samples with it), its samples must stay in the
 // language's alphabet, and different uniforms must give different samples.
 func TestSamplerMatchesEngine(t *testing.T) {
-	cfg := QuickConfigV2()
+	cfg := DefaultConfigV2()
 	base, err := BuildBase(cfg.Task, cfg.Model, 3)
 	if err != nil {
 		t.Fatal(err)
