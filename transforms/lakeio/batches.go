@@ -77,5 +77,10 @@ func EachBatch(ctx context.Context, sp Split, cols []string, batchRows int, fn f
 	if err != nil {
 		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)
 	}
+	if cols == nil && directFixedList {
+		if fl, ok := fixedFloatList(pf, fr, sp); ok {
+			return eachBatchFixedList(ctx, pf, fr, sp, fl, fn)
+		}
+	}
 	return eachRowGroupBatch(ctx, pf, fr, sp, cols, fn)
 }

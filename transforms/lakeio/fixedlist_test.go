@@ -1,0 +1,139 @@
+package lakeio
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/congrad-beam/congrad/schemas/schematest"
+)
+
+// batchesOf reads sp with EachBatch, direct fixed-list read on or off, and
+// returns copies of the record batches.
+func batchesOf(t *testing.T, sp Split, batchRows int, direct bool) []arrow.RecordBatch {
+	t.Helper()
+	old := directFixedList
+	directFixedList = direct
+	defer func() { directFixedList = old }()
+	var out []arrow.RecordBatch
+	err := EachBatch(context.Background(), sp, nil, batchRows, func(rec arrow.RecordBatch) error {
+		rec.Retain()
+		out = append(out, rec)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEachBatchDirectFixedList: reading a sketch file's values column
+// directly gives the same batches (schema with metadata, every value, row
+// counts) as pqarrow's generic path, for splits of one and several row
+// groups and batch sizes that do and do not divide them.
+func TestEachBatchDirectFixedList(t *testing.T) {
+	const k = 16
+	c, _ := codecFor(codecOpts{Kind: "sketch", K: k, Spec: "test-spec"})
+	b := c.newBuffer()
+	for _, s := range schematest.Sketches(2500, k) {
+		b.add(s)
+	}
+	path := filepath.Join(t.TempDir(), "sk.parquet")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := encode(c, b.(rowSet), f, shardParams{Format: Parquet, RowGroupRows: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	pf, fr, cl, err := openParquet(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fixedFloatList(pf, fr, Split{Path: path, Format: Parquet, Start: 0, End: 3}); !ok {
+		t.Fatal("a sketch file written by lakeio does not qualify for the direct read")
+	}
+	cl.Close()
+	for _, sp := range []Split{{Start: 0, End: 1}, {Start: 1, End: 3}, {Start: 0, End: 3}, {Start: 2, End: 3}} {
+		sp.Path, sp.Format = path, Parquet
+		for _, rows := range []int{7, 256, 1000, 4096} {
+			name := fmt.Sprintf("groups %d-%d batch %d", sp.Start, sp.End, rows)
+			got, want := batchesOf(t, sp, rows, true), batchesOf(t, sp, rows, false)
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d batches, generic path %d", name, len(got), len(want))
+			}
+			for i := range got {
+				if !got[i].Schema().Equal(want[i].Schema()) || !got[i].Schema().Metadata().Equal(want[i].Schema().Metadata()) {
+					t.Fatalf("%s batch %d: schema\n%v\nwant\n%v", name, i, got[i].Schema(), want[i].Schema())
+				}
+				if !array.RecordEqual(got[i], want[i]) {
+					t.Fatalf("%s batch %d: records differ", name, i)
+				}
+				got[i].Release()
+				want[i].Release()
+			}
+		}
+	}
+}
+
+// TestEachBatchFixedListWithNulls: a fixed-size-list column holding a null
+// (another writer's file) is not read directly; the generic path reads it.
+func TestEachBatchFixedListWithNulls(t *testing.T) {
+	lt := arrow.FixedSizeListOf(3, arrow.PrimitiveTypes.Float32)
+	sc := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.BinaryTypes.String}, {Name: "values", Type: lt, Nullable: true}}, nil)
+	rb := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer rb.Release()
+	lb := rb.Field(1).(*array.FixedSizeListBuilder)
+	vb := lb.ValueBuilder().(*array.Float32Builder)
+	for i := 0; i < 10; i++ {
+		rb.Field(0).(*array.StringBuilder).Append(fmt.Sprint(i))
+		lb.Append(true)
+		vb.AppendValues([]float32{float32(i), 1, 2}, []bool{true, i != 4, true}) // row 4 holds a null
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	path := filepath.Join(t.TempDir(), "nulls.parquet")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pqarrow.NewFileWriter(sc, f, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd)), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sp := Split{Path: path, Format: Parquet, Start: 0, End: 1}
+	pf, fr, cl, err := openParquet(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, ok := fixedFloatList(pf, fr, sp); ok {
+		t.Fatal("a column with a null value qualifies for the direct read")
+	}
+	got := batchesOf(t, sp, 4, true)
+	n := 0
+	for _, r := range got {
+		n += int(r.NumRows())
+		if r.Column(1).(*array.FixedSizeList).ListValues().NullN() > 0 {
+			n += 1000
+		}
+		r.Release()
+	}
+	if n != 1010 {
+		t.Fatalf("read %d rows (+1000 per batch with the null), want 10 rows and the null kept", n)
+	}
+}
