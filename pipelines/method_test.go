@@ -355,6 +355,7 @@ func methodCases() []methodCase {
 // same sketches: the in-memory path bit for bit (decisions with their audit
 // fields), the file path to 1e-9 (its partial sums are added per split).
 // The gate is exercised: the conflict language is gated, the others open.
+// The decision files carry the audit columns.
 func TestMethodOptionsMatchReference(t *testing.T) {
 	pairs, sks, anchorSks := methodLake(t)
 	dir := t.TempDir()
@@ -426,7 +427,8 @@ func TestMethodOptionsMatchReference(t *testing.T) {
 				if !ok {
 					t.Fatalf("files: decision for %s not in the reference", d.PairID)
 				}
-				if d.Kept != w.Kept || d.Reason != w.Reason || d.Rank != w.Rank || math.Abs(d.Score-w.Score) > 1e-9 {
+				if d.Kept != w.Kept || d.Reason != w.Reason || d.Rank != w.Rank || math.Abs(d.Score-w.Score) > 1e-9 ||
+					d.ScoreType != w.ScoreType || d.Target != w.Target || d.Rule != w.Rule || d.Gate != w.Gate {
 					t.Fatalf("files: %s = %+v, want %+v", d.PairID, d, w)
 				}
 			}

@@ -105,6 +105,9 @@ func (c *Config) write(s beam.Scope, name string, col beam.PCollection) beam.PCo
 	if col.Type().Type() == reflect.TypeOf(schemas.Sketch{}) {
 		o.SketchK, o.SketchSpec = c.Gradients.Spec.K, c.Gradients.Spec.String()
 	}
+	if col.Type().Type() == reflect.TypeOf(schemas.Decision{}) {
+		o.DecisionAudit = c.Select.Audited() // issue-13 method options: audit columns
+	}
 	return lakeio.Write(s, c.prefix(name), col, o)
 }
 

@@ -17,6 +17,7 @@ type codecOpts struct {
 	Conversational bool
 	K              int
 	Spec           string
+	Audit          bool // decisions: the audit columns
 }
 
 // anyCodec is schemas.Codec[T] with T erased, so one concrete, registered
@@ -251,7 +252,7 @@ func codecFor(o codecOpts) (anyCodec, error) {
 	case "dropped":
 		return adapter[schemas.Dropped]{schemas.DroppedCodec{Conversational: o.Conversational}}, nil
 	case "decision":
-		return adapter[schemas.Decision]{schemas.DecisionCodec{}}, nil
+		return adapter[schemas.Decision]{schemas.DecisionCodec{Audit: o.Audit}}, nil
 	case "dead_letter":
 		return adapter[schemas.DeadLetter]{schemas.DeadLetterCodec{}}, nil
 	}

@@ -104,6 +104,9 @@ type WriteOptions struct {
 	// SketchK and SketchSpec describe sketches (required to write sketches).
 	SketchK    int
 	SketchSpec string
+	// DecisionAudit writes decisions with their audit columns
+	// (schemas.DecisionCodec.Audit); readers take files with or without.
+	DecisionAudit bool
 }
 
 func (o WriteOptions) withDefaults() (WriteOptions, error) {

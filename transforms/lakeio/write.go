@@ -80,7 +80,7 @@ func TryWrite(s beam.Scope, prefix string, col beam.PCollection, opts WriteOptio
 	if err != nil {
 		return beam.PCollection{}, fmt.Errorf("lakeio.Write %s: %w", prefix, err)
 	}
-	co := codecOpts{Kind: kind, Conversational: o.Conversational, K: o.SketchK, Spec: o.SketchSpec}
+	co := codecOpts{Kind: kind, Conversational: o.Conversational, K: o.SketchK, Spec: o.SketchSpec, Audit: o.DecisionAudit}
 	if kind == "sketch" && o.SketchK <= 0 {
 		return beam.PCollection{}, fmt.Errorf("%w: writing sketches to %s needs SketchK > 0 (and SketchSpec)", ErrBadOptions, prefix)
 	}
