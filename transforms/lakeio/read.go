@@ -286,11 +286,17 @@ func readBatches(ctx context.Context, sp split, cols []string, fn func(rec arrow
 		}
 		defer c.Close()
 		base := sp.RowBase
-		return eachRowGroupBatch(ctx, pf, fr, sp, cols, func(rec arrow.RecordBatch) error {
+		each := func(rec arrow.RecordBatch) error {
 			err := fn(rec, base)
 			base += rec.NumRows()
 			return err
-		})
+		}
+		if cols == nil && directFixedList {
+			if fl, ok := fixedFloatList(pf, fr, sp); ok { // sketch values: see fixedlist.go
+				return eachBatchFixedList(ctx, pf, fr, sp, fl, each)
+			}
+		}
+		return eachRowGroupBatch(ctx, pf, fr, sp, cols, each)
 	case ArrowIPC:
 		rr, _, err := openRandom(ctx, sp.Path)
 		if err != nil {
