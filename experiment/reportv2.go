@@ -96,7 +96,7 @@ func (res *Results) MarkdownV2(imgRel string) string {
 		cpu += s.CPU
 	}
 	fmt.Fprintf(&b, "%s\n\n", begin)
-	fmt.Fprintf(&b, "Task v2: seeds %v (%d); %d self-rewarding rounds × %d steps × batch %d per arm (%d steps in all), Adam lr %g, β %g, LoRA r=%d on %s (gpu/model %s: %d layers, width %d, %d heads, MLP %d, untied head: %v); %d candidates per prompt; sketch countsketch k=%d; %d held-out pairs per language; wall time %s, CPU %.0f s.\n\n",
+	fmt.Fprintf(&b, "Task v2: seeds %v (%d); %d self-rewarding rounds × %d steps × batch %d per arm (%d steps in all), Adam lr %g, β %g, LoRA r=%d on %s (gpu/model %s: %d layers, width %d, %d heads, MLP %d, untied head: %v); %d candidates per prompt; sketch countsketch k=%d; %d held-out pairs per language; wall time %s and CPU %.0f s, summed over the merged runs.\n\n",
 		seeds, len(seeds), t.Rounds, stepsPerRound(cfg), cfg.BatchSize, stepsPerRound(cfg)*t.Rounds, cfg.LR, cfg.Beta, cfg.LoRA.Rank, strings.Join(cfg.LoRA.Targets, ","),
 		cfg.Model.ModelType, cfg.Model.NumHiddenLayers, cfg.Model.HiddenSize, cfg.Model.NumAttentionHeads, cfg.Model.IntermediateSize, !cfg.Model.Tied(),
 		t.Candidates, cfg.SketchK, t.EvalPairs, res.Elapsed.Round(1e9), cpu)
