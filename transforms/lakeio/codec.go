@@ -54,6 +54,8 @@ type sharder interface {
 	add(v any) (shard, buffered int)
 	// flush encodes and empties shard's buffer; nil when it is empty.
 	flush(shard int) ([]byte, error)
+	// reset empties every buffer without encoding it.
+	reset()
 }
 
 // rowSet is a shard's rows in final order, handed out as record batches
@@ -171,6 +173,17 @@ func (s *typedSharder[T]) add(v any) (int, int) {
 	b.rows = append(b.rows, s.scratch)
 	b.keys = append(b.keys, key)
 	return sh, len(b.rows)
+}
+
+func (s *typedSharder[T]) reset() {
+	for _, b := range s.bufs {
+		if b != nil {
+			clear(b.rows)
+			b.rows = b.rows[:0]
+			clear(b.keys)
+			b.keys = b.keys[:0]
+		}
+	}
 }
 
 func (s *typedSharder[T]) flush(sh int) ([]byte, error) {

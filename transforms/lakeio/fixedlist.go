@@ -146,14 +146,17 @@ type floatLeaf struct {
 	def, rep []int16
 }
 
+// levelChunk bounds the level buffers: levels are read and checked this
+// many values at a time, whatever the batch size.
+const levelChunk = 1 << 16
+
 // read returns the next n rows' n*k values, checking their levels.
 func (s *floatLeaf) read(n int) ([]float32, error) {
 	want := n * s.k
 	vals := make([]float32, want)
-	if cap(s.def) < want {
-		s.def, s.rep = make([]int16, want), make([]int16, want)
+	if s.def == nil {
+		s.def, s.rep = make([]int16, levelChunk), make([]int16, levelChunk)
 	}
-	def, rep := s.def[:want], s.rep[:want]
 	got := 0
 	for got < want {
 		if s.cr == nil || !s.cr.HasNext() {
@@ -171,12 +174,18 @@ func (s *floatLeaf) read(n int) ([]float32, error) {
 			s.cr, s.groups = cr, s.groups[1:]
 			continue
 		}
-		lv, nv, err := s.cr.ReadBatch(int64(want-got), vals[got:], def[got:], rep[got:])
+		chunk := min(want-got, levelChunk)
+		lv, nv, err := s.cr.ReadBatch(int64(chunk), vals[got:got+chunk], s.def[:chunk], s.rep[:chunk])
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: column %d: %v", ErrUnreadable, s.path, s.leaf, err)
 		}
 		if int(lv) != nv {
 			return nil, fmt.Errorf("%w %s: column %d has null values, which its statistics deny", ErrUnreadable, s.path, s.leaf)
+		}
+		for i := 0; i < nv; i++ {
+			if s.def[i] != s.maxDef || (s.rep[i] == 0) != ((got+i)%s.k == 0) {
+				return nil, fmt.Errorf("%w %s: column %d: value %d is not in a full list of %d", ErrUnreadable, s.path, s.leaf, got+i, s.k)
+			}
 		}
 		got += nv
 		if lv == 0 {
@@ -184,11 +193,6 @@ func (s *floatLeaf) read(n int) ([]float32, error) {
 				return nil, fmt.Errorf("%w %s: column %d: no progress reading values", ErrUnreadable, s.path, s.leaf)
 			}
 			s.cr = nil
-		}
-	}
-	for i := 0; i < want; i++ {
-		if def[i] != s.maxDef || (rep[i] == 0) != (i%s.k == 0) {
-			return nil, fmt.Errorf("%w %s: column %d: value %d is not in a full list of %d", ErrUnreadable, s.path, s.leaf, i, s.k)
 		}
 	}
 	return vals, nil

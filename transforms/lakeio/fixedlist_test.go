@@ -40,7 +40,7 @@ func batchesOf(t *testing.T, sp Split, batchRows int, direct bool) []arrow.Recor
 // counts) as pqarrow's generic path, for splits of one and several row
 // groups and batch sizes that do and do not divide them.
 func TestEachBatchDirectFixedList(t *testing.T) {
-	const k = 16
+	const k = 48 // batches of 4096 rows span several level chunks
 	c, _ := codecFor(codecOpts{Kind: "sketch", K: k, Spec: "test-spec"})
 	b := c.newBuffer()
 	for _, s := range schematest.Sketches(2500, k) {

@@ -144,6 +144,13 @@ func (f *shardFn) Setup() (err error) {
 	return nil
 }
 
+// StartBundle drops rows a failed bundle may have left in the buffers of
+// a reused instance.
+func (f *shardFn) StartBundle(_ context.Context, _ func(int, []byte)) {
+	f.sh.reset()
+	clear(f.used)
+}
+
 func (f *shardFn) ProcessElement(v beam.X, emit func(int, []byte)) error {
 	sh, n := f.sh.add(v)
 	f.used[sh] = true
