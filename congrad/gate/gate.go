@@ -350,8 +350,8 @@ func FinishAnchor(dirs map[string][]float32, anchor []float32, cis map[string]CI
 	}
 	if o.IncludeAnchor {
 		norm := 0.0
-		for _, d := range open {
-			norm += vec.Norm(d)
+		for _, l := range sortedKeys(open) { // language order: the same bits on every run
+			norm += vec.Norm(open[l])
 		}
 		scale := 1.0
 		if len(open) > 0 && norm > 0 {
