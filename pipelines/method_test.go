@@ -345,6 +345,8 @@ func methodCases() []methodCase {
 		{"leave-out", with(base(keep.Positive), func(o *SelectOptions) { o.Gate = GateLeaveOut })},
 		{"anchor-top", with(base(keep.Top), func(o *SelectOptions) { o.Gate = GateAnchor })},
 		{"group8", with(base(keep.Positive), func(o *SelectOptions) { o.GroupSize = 8 })},
+		// The group pass flushing after every 3 groups: more partial sums, same scores.
+		{"group8-flush3", with(base(keep.Positive), func(o *SelectOptions) { o.GroupSize = 8; o.groupsHeld = 3 })},
 		{"leave-out-group8-noise", with(base(filter.NoiseAware), func(o *SelectOptions) { o.Gate = GateLeaveOut; o.GroupSize = 8 })},
 		{"anchor-global-top", with(base(keep.GlobalTop), func(o *SelectOptions) { o.Gate = GateAnchor })},
 	}
@@ -420,7 +422,9 @@ func TestMethodOptionsMatchReference(t *testing.T) {
 			runSelect(t, c)
 			got := readDecisions(t, c.Glob(OutDecisions))
 			if len(got) != len(want) {
-				t.Fatalf("files: %d decisions, want %d", len(got), len(want))
+				rep, _ := os.ReadFile(filepath.Join(out, OutReportDir, ReportJSON))
+				i := strings.Index(string(rep), "dead_letters")
+				t.Fatalf("files: %d decisions, want %d; report:\n%.3000s", len(got), len(want), rep[max(i, 0):])
 			}
 			for _, d := range got {
 				w, ok := want[d.PairID]

@@ -31,6 +31,8 @@ type SelectOptions struct {
 	Gate      string // GateNone ("" too) | GateLeaveOut | GateAnchor
 	Anchor    string // glob of anchor sketch files (GateAnchor)
 	GroupSize int    // 0: score pairs; N >= 2: score groups of about N pairs
+
+	groupsHeld int // tests: the group pass's flush cap (0: its memory budget)
 }
 
 // Language gates (SelectOptions.Gate).
@@ -83,7 +85,7 @@ func (o *SelectOptions) Validate() error {
 // method returns the filter's method options and whether the method passes
 // (a gate or group scoring) replace the pair filter's scoring.
 func (o SelectOptions) method(files filter.FileOptions) (filter.Method, bool) {
-	m := filter.Method{GroupSize: o.GroupSize, Seed: o.Seed, Files: files}
+	m := filter.Method{GroupSize: o.GroupSize, Seed: o.Seed, Files: files, GroupsHeld: o.groupsHeld}
 	switch o.Gate {
 	case GateLeaveOut:
 		m.Gate = filter.GateLeaveOut

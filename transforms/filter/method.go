@@ -53,6 +53,9 @@ type Method struct {
 	Seed      uint64 // bootstrap weights, group hashing, PCGrad order
 	Boot      gate.BootOptions
 	Files     FileOptions
+	// GroupsHeld caps the group sums a group pass holds before it emits
+	// them (0: the memory budget, maxGroupsPerFlush).
+	GroupsHeld int
 }
 
 // Gates (Method.Gate).
@@ -428,12 +431,19 @@ func (f *planFn) ProcessElement(dl DirList, consIt func(*aggregate.Consensus) bo
 	}
 	if f.Kind == "" {
 		var c aggregate.Consensus
-		if consIt(&c) && len(c.G) == f.K {
-			for range p.Langs {
-				p.Targets = append(p.Targets, c.G...)
-				p.TargetNames = append(p.TargetNames, TargetConsensus)
-				p.GateTags = append(p.GateTags, GateNone)
+		if !consIt(&c) {
+			if len(p.Langs) > 0 {
+				return p, fmt.Errorf("filter: plan: %d languages but no consensus", len(p.Langs))
 			}
+			return p, nil
+		}
+		if len(c.G) != f.K {
+			return p, fmt.Errorf("filter: plan: consensus has %d values, want k=%d", len(c.G), f.K)
+		}
+		for range p.Langs {
+			p.Targets = append(p.Targets, c.G...)
+			p.TargetNames = append(p.TargetNames, TargetConsensus)
+			p.GateTags = append(p.GateTags, GateNone)
 		}
 		return p, nil
 	}
@@ -652,9 +662,14 @@ type GroupPart struct {
 	Sum []float64
 }
 
-// maxGroupsPerFlush bounds a group pass's memory: at most this many
-// partial sums of K float64 are held before they are emitted.
-const maxGroupsPerFlush = 256
+// groupBudget bounds a group pass's memory: it holds at most
+// groupBudget/(8·K) partial sums of K float64 (and at least 256) before it
+// emits them (1024 sums at k = 8192). The bound depends only on K, so the
+// flush points, and the order the partial sums are added in, are the same
+// on every run.
+const groupBudget = 64 << 20
+
+func maxGroupsPerFlush(k int) int { return max(256, groupBudget/(8*max(k, 1))) }
 
 // groupIndex reads the counts once and assigns groups.
 type groupIndex struct {
@@ -684,7 +699,11 @@ func groupKey(lang string, g int) string { return lang + "\x00" + strconv.Itoa(g
 //	  -> (PCollection<Member>, PCollection<KV<string, GroupPart>>)
 func GroupFiles(s beam.Scope, splits, excluded, counts beam.PCollection, m Method) (members, parts beam.PCollection) {
 	s = s.Scope("filter.GroupFiles")
-	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed}, splits,
+	held := m.GroupsHeld
+	if held <= 0 {
+		held = maxGroupsPerFlush(m.Files.K)
+	}
+	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held}, splits,
 		beam.SideInput{Input: excluded}, beam.SideInput{Input: counts})
 }
 
@@ -692,6 +711,7 @@ type groupSplitFn struct {
 	Files FileOptions
 	Size  int
 	Seed  uint64
+	Held  int
 	ex    excludedSet
 	gi    groupIndex
 }
@@ -717,7 +737,7 @@ func (f *groupSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excl
 		k := groupKey(sk.Lang, g)
 		sum, ok := sums[k]
 		if !ok {
-			if len(sums) >= maxGroupsPerFlush {
+			if len(sums) >= f.Held {
 				flush()
 			}
 			sum = make([]float64, f.Files.K)
@@ -817,7 +837,7 @@ func JoinGroups(s beam.Scope, members, scores beam.PCollection) (scored, failed 
 
 type joinGroupFn struct{ m map[string]GroupScore }
 
-func (f *joinGroupFn) ProcessElement(mb Member, scores func(*GroupScore) bool, ok func(keep.Scored), bad func(Failure)) {
+func (f *joinGroupFn) ProcessElement(mb Member, scores func(*GroupScore) bool, ok func(keep.Scored), bad func(Failure)) error {
 	if f.m == nil {
 		f.m = map[string]GroupScore{}
 		var g GroupScore
@@ -828,12 +848,15 @@ func (f *joinGroupFn) ProcessElement(mb Member, scores func(*GroupScore) bool, o
 	g, found := f.m[groupKey(mb.Lang, mb.Group)]
 	switch {
 	case !found:
-		bad(Failure{PairID: mb.PairID, Lang: mb.Lang, Reason: reason(KindUnscorable, "group %d has no score", mb.Group)})
+		// Every member's sketch went into its group's sum: a missing group
+		// is a bug, not data, and must not pass as dead letters.
+		return fmt.Errorf("filter: pair %q: group %d of %s has no score (%d group scores)", mb.PairID, mb.Group, mb.Lang, len(f.m))
 	case g.Err != "":
 		bad(Failure{PairID: mb.PairID, Lang: mb.Lang, Reason: g.Err})
 	default:
 		ok(keep.Scored{PairID: mb.PairID, Lang: mb.Lang, Score: g.Score})
 	}
+	return nil
 }
 
 // RankPlan is Rank under a plan: the keep rule per language (global-top's
@@ -944,7 +967,7 @@ func registerMethod() {
 	register.DoFn6x1[context.Context, lakeio.Split, func(*string) bool, func(*LangCount) bool, func(Member), func(string, GroupPart), error](&groupSplitFn{})
 	register.DoFn4x0[schemas.Sketch, func(*LangCount) bool, func(Member), func(string, GroupPart)](&groupFn{})
 	register.DoFn3x2[string, func(*GroupPart) bool, func(*Plan) bool, GroupScore, error](&groupScoreFn{})
-	register.DoFn4x0[Member, func(*GroupScore) bool, func(keep.Scored), func(Failure)](&joinGroupFn{})
+	register.DoFn4x1[Member, func(*GroupScore) bool, func(keep.Scored), func(Failure), error](&joinGroupFn{})
 	register.DoFn3x0[keep.Scored, func(*Plan) bool, func(keep.Scored)](&openOnlyFn{})
 	register.DoFn6x1[string, func(*keep.Scored) bool, func(*keep.Cutoff) bool, func(*Plan) bool,
 		func(schemas.Decision), func(Stats), error](&rankPlanFn{})
