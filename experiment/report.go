@@ -345,15 +345,7 @@ func (res *Results) Markdown(imgRel string) string {
 		c := res.Conflicts[0]
 		fmt.Fprintf(&b, "PCGrad projections fired, mean over seeds: %.1f.\n\n", pmean)
 		fmt.Fprintf(&b, "### Conflict map (seed %d): cosine of the per-language directions G_l (countsketch k=%d); PCGrad projections fired: %d\n\n", c.Seed, cfg.SketchK, c.Projections)
-		b.WriteString("| | " + strings.Join(c.Langs, " | ") + " |\n|---|" + strings.Repeat("---|", len(c.Langs)) + "\n")
-		for i, l := range c.Langs {
-			fmt.Fprintf(&b, "| %s |", l)
-			for j := range c.Langs {
-				fmt.Fprintf(&b, " %+.2f |", c.Cosine[i][j])
-			}
-			b.WriteString("\n")
-		}
-		b.WriteString("\n")
+		writeCosineTable(&b, c.Langs, c.Cosine)
 	}
 	b.WriteString(EndMarker + "\n")
 	return b.String()
@@ -540,4 +532,17 @@ func (res *Results) gateTables(b *strings.Builder, seen []string) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+// writeCosineTable writes the per-language cosine matrix as a Markdown table.
+func writeCosineTable(b *strings.Builder, langs []string, cos [][]float64) {
+	b.WriteString("| | " + strings.Join(langs, " | ") + " |\n|---|" + strings.Repeat("---|", len(langs)) + "\n")
+	for i, l := range langs {
+		fmt.Fprintf(b, "| %s |", l)
+		for j := range langs {
+			fmt.Fprintf(b, " %+.2f |", cos[i][j])
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 }

@@ -318,15 +318,7 @@ func (res *Results) MarkdownV2(imgRel string) string {
 	if len(res.Conflicts) > 0 {
 		c := res.Conflicts[0]
 		fmt.Fprintf(&b, "#### Conflict map (seed %d, round 0): cosine of the per-language directions G_l; PCGrad projections fired: %d\n\n", c.Seed, c.Projections)
-		b.WriteString("| | " + strings.Join(c.Langs, " | ") + " |\n|---|" + strings.Repeat("---|", len(c.Langs)) + "\n")
-		for i, l := range c.Langs {
-			fmt.Fprintf(&b, "| %s |", l)
-			for j := range c.Langs {
-				fmt.Fprintf(&b, " %+.2f |", c.Cosine[i][j])
-			}
-			b.WriteString("\n")
-		}
-		b.WriteString("\n")
+		writeCosineTable(&b, c.Langs, c.Cosine)
 	}
 	b.WriteString(end + "\n")
 	return b.String()
