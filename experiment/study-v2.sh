@@ -18,7 +18,7 @@ phase=$2
 shift 2
 case $phase in
 essential) arms=all,random,congrad,noise,gate,gategroup,group,anchor,ownmean,margin ;;
-rest) arms=balanced,loss,less,loo,oracle ;;
+rest) arms=balanced,loss,less ;;
 *) echo "phase must be essential or rest" >&2; exit 2 ;;
 esac
 for s in "$@"; do
