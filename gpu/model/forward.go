@@ -142,12 +142,51 @@ func linear(w WeightNodes, lora *LoRANodes, name string, x *Node) *Node {
 	}
 	b := lora.B[name]
 	groups := a.Shape().Dimensions[0]
-	x4 := Reshape(x, d[0]/groups, groups, d[1], d[2])
-	xa := Einsum("kgti,gri->kgtr", x4, a)
-	delta := Einsum("kgtr,gor->kgto", xa, b)
-	delta = Reshape(delta, d[0], d[1], W.Shape().Dimensions[0])
+	out := W.Shape().Dimensions[0]
+	// Row n uses group n % G: gather each group's rows, [N/G, G, T, in] ->
+	// [G, N/G·T, in], so both rank-r products are batched over G in the
+	// row-major layout (see bmm).
+	k := d[0] / groups
+	xg := Reshape(Transpose(Reshape(x, k, groups, d[1], d[2]), 0, 1), groups, k*d[1], d[2])
+	xa := bmm(xg, Transpose(a, 1, 2))    // [G, N/G·T, r]
+	delta := bmm(xa, Transpose(b, 1, 2)) // [G, N/G·T, out]
+	delta = Reshape(Transpose(Reshape(delta, groups, k, d[1], out), 0, 1), d[0], d[1], out)
 	return Add(y, MulScalar(delta, lora.Scale))
 }
+
+// bmm is a·b for a [B, N, K] and b [B, K, M] (one batch axis), written so
+// that every product of it and of its gradient reaches the Go backend in the
+// row-major ("non-transposed") layout lhs [B, N, K], rhs [B, K, M].
+//
+// Why: with GOEXPERIMENT=simd, GoMLX's Go backend sends any product whose
+// per-batch-element size N·K·M is below 4 Mi to a small-matrix AVX2 kernel.
+// For the row-major layout that kernel is register-blocked (4 rows × 16
+// columns of FMAs); for the transposed layout (rhs [B, M, K]), and for any
+// layout it must first transpose to, it computes one dot product and one
+// horizontal sum per output element, 10-35× slower on the attention and
+// LoRA shapes (docs/perf/gradients-cpu.md). Einsum and GoMLX's own gradient
+// of DotGeneral produce those layouts: the gradient with respect to the rhs
+// always contracts the output gradient on a non-last axis. So bmm supplies
+// its own backward pass, da = dy·bᵀ and db = aᵀ·dy with bᵀ and aᵀ
+// materialised (a copy each, O(size), against O(N·K·M) for the product).
+//
+// The custom gradient uses IdentityWithCustomGradient three times: on the
+// output, to capture dy when the reverse pass reaches it (it reaches the
+// output before the inputs, which were built earlier), and on each input, to
+// return the product above in place of the gradient GoMLX derives through
+// the DotGeneral (those nodes are left unused, and the backend drops them).
+func bmm(a, b *Node) *Node {
+	var dy *Node
+	sa, sb := StopGradient(a), StopGradient(b)
+	ta := IdentityWithCustomGradient(a, func(_, _ *Node) *Node { return bmmRaw(dy, Transpose(sb, 1, 2)) })
+	tb := IdentityWithCustomGradient(b, func(_, _ *Node) *Node { return bmmRaw(Transpose(sa, 1, 2), dy) })
+	return IdentityWithCustomGradient(bmmRaw(ta, tb), func(_, v *Node) *Node {
+		dy = v
+		return v
+	})
+}
+
+func bmmRaw(a, b *Node) *Node { return DotGeneral(a, []int{2}, []int{0}, b, []int{1}, []int{0}) }
 
 // qkv projects x [N, T, H] to q [N,T,heads,D] and k, v [N,T,KV,D].
 func qkv(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) (*Node, *Node, *Node) {
@@ -165,17 +204,22 @@ func qkv(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) (*Node,
 func attend(cfg *Config, q, k, v, mask *Node) *Node {
 	n, t, s := q.Shape().Dimensions[0], q.Shape().Dimensions[1], k.Shape().Dimensions[1]
 	nh, kvh, hd := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
-	if rep := nh / kvh; rep > 1 { // grouped-query attention: each KV head serves rep consecutive query heads
-		k = Reshape(BroadcastToDims(InsertAxes(k, 3), n, s, kvh, rep, hd), n, s, nh, hd)
-		v = Reshape(BroadcastToDims(InsertAxes(v, 3), n, s, kvh, rep, hd), n, s, nh, hd)
-	}
-	scores := MulScalar(Einsum("nthd,nshd->nhts", q, k), cfg.attnScale())
+	// Grouped-query attention: each KV head serves rep = heads/KV consecutive
+	// query heads, so the queries of one KV head are rows [rep·T] of one
+	// product against that head's keys (no repeated K/V). Products per
+	// (sequence, KV head), row-major (see bmm): [rep·T, D]·[D, S] and [rep·T, S]·[S, D].
+	rep := nh / kvh
+	qh := Reshape(Transpose(q, 1, 2), n*kvh, rep*t, hd)          // [n,heads,T,D]
+	kT := Reshape(TransposeAllAxes(k, 0, 2, 3, 1), n*kvh, hd, s) // [n,KV,D,S]
+	vh := Reshape(Transpose(v, 1, 2), n*kvh, s, hd)              // [n,KV,S,D]
+	scores := MulScalar(Reshape(bmm(qh, kT), n, nh, t, s), cfg.attnScale())
 	if c := cfg.attnSoftcap(); c > 0 {
 		scores = softcap(scores, c)
 	}
 	scores = Where(mask, scores, BroadcastToDims(Scalar(q.Graph(), scores.DType(), -1e9), n, nh, t, s))
 	probs := Softmax(scores, -1)
-	return Reshape(Einsum("nhts,nshd->nthd", probs, v), n, t, nh*hd)
+	out := bmm(Reshape(probs, n*kvh, rep*t, s), vh) // [n·KV, rep·T, D] = [n, heads, T, D]
+	return Reshape(Transpose(Reshape(out, n, nh, t, hd), 1, 2), n, t, nh*hd)
 }
 
 func mlp(cfg *Config, w WeightNodes, lora *LoRANodes, p string, x *Node) *Node {
