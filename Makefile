@@ -4,6 +4,15 @@ PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 BIN       := bin
 
+# Go's SIMD experiment (Go >= 1.26): GoMLX's Go backend then uses its AVX2 /
+# AVX-512 matmul kernels on amd64 instead of generic Go loops; CPU gradient
+# extraction costs about a third as much (docs/perf/gradients-cpu.md). Every
+# target below (binaries, vet, tests) is built the same way. Opt out with
+# `make GOEXPERIMENT= ...`. Sketch bits differ between the two builds (last
+# bits); each build is deterministic on its own.
+GOEXPERIMENT ?= simd
+export GOEXPERIMENT
+
 .PHONY: all build test bench bench-peers lint demo experiment clean gradbench-xla gpu-check fuzz experiment experiment-quick
 
 all: build
