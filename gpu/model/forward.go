@@ -131,7 +131,10 @@ func bcast(x, like *Node) *Node {
 func linear(w WeightNodes, lora *LoRANodes, name string, x *Node) *Node {
 	W := w[name]
 	d := x.Shape().Dimensions
-	y := DotGeneral(Reshape(x, -1, d[2]), []int{1}, nil, W, []int{1}, nil)
+	// x·Wᵀ with Wᵀ [in, out] materialised (a copy of the weight per call):
+	// row-major for the products below the small-matrix threshold (few rows:
+	// short sequences, decoding, the tiny model); see bmm.
+	y := bmm(Reshape(x, 1, -1, d[2]), InsertAxes(Transpose(W, 0, 1), 0))
 	y = Reshape(y, d[0], d[1], W.Shape().Dimensions[0])
 	if lora == nil {
 		return y
