@@ -21,8 +21,19 @@ import (
 
 var binOnce struct {
 	sync.Once
+	dir  string
 	path string
 	err  error
+}
+
+// TestMain removes the binary built for the chaos tests (≈ 260 MB) when the
+// test process ends.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binOnce.dir != "" {
+		os.RemoveAll(binOnce.dir)
+	}
+	os.Exit(code)
 }
 
 // congradBinary builds this command once per test process.
@@ -34,6 +45,7 @@ func congradBinary(t *testing.T) string {
 			binOnce.err = err
 			return
 		}
+		binOnce.dir = dir
 		binOnce.path = filepath.Join(dir, "congrad")
 		out, err := exec.Command("go", "build", "-o", binOnce.path, ".").CombinedOutput()
 		if err != nil {
