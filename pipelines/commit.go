@@ -109,6 +109,7 @@ type JobOptions struct {
 	Out      string
 	Pairs    string    // explicit --pairs glob ("" = the pairs of Out's manifest)
 	Sketches string    // explicit --sketches glob
+	Anchor   string    // --anchor glob (select, run): pair or sketch files of the anchor gate
 	Argv     string    // the command line, for the lock file
 	Warn     io.Writer // stale-lock take-overs, unmanifested inputs
 }
@@ -146,6 +147,12 @@ func OpenJob(ctx context.Context, cmd string, o JobOptions) (*Job, error) {
 		j.Inputs[in.name], j.sources[in.name], j.sourceDir[in.name] = ref, m, dir
 		if in.glob == "" {
 			j.resolved[in.name] = glob
+		}
+	}
+	if o.Anchor != "" && (cmd == "select" || cmd == "run") {
+		if err := j.resolveAnchor(ctx, o.Anchor, o.Warn); err != nil {
+			j.Close()
+			return nil, err
 		}
 	}
 	if cmd == "select" {
@@ -281,6 +288,9 @@ func (j *Job) Commit(ctx context.Context, c Config, res beam.PipelineResult) err
 		return nil
 	}
 	totals := metricTotals(res)
+	if err := j.recheckAnchor(ctx); err != nil {
+		return err
+	}
 	pairsFiles := []FileEntry(nil)
 	var sketchFiles []FileEntry
 	for _, st := range commandStages(j.Command) {
@@ -337,6 +347,9 @@ func (j *Job) Commit(ctx context.Context, c Config, res beam.PipelineResult) err
 			}
 		}
 		if st == StageSelect {
+			if ref, ok := j.Inputs[InputAnchor]; ok {
+				m.Inputs[InputAnchor] = ref
+			}
 			if ref, ok := j.Inputs[OutSketches]; ok {
 				m.Inputs[OutSketches] = ref
 			} else {

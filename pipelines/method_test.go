@@ -169,11 +169,18 @@ func methodReference(t testing.TB, pairs []schemas.Pair, sks, anchorSks []schema
 			if ref == nil || vec.Norm(ref) == 0 {
 				continue
 			}
-			pb := gate.NewPoissonBoot(1000, o.Seed)
+			B, level := 1000, 0.95
+			if o.GateBoot != 0 {
+				B = o.GateBoot
+			}
+			if o.GateLevel != 0 {
+				level = o.GateLevel
+			}
+			pb := gate.NewPoissonBoot(B, o.Seed)
 			for _, s := range byLang[l] {
 				pb.Add(s.PairID, vec.Dot(s.Values, ref)/vec.Norm(ref))
 			}
-			if cis[l], err = pb.CI(vec.Norm(dirs[l]), 0.95); err != nil {
+			if cis[l], err = pb.CI(vec.Norm(dirs[l]), level); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -238,6 +245,9 @@ func methodReference(t testing.TB, pairs []schemas.Pair, sks, anchorSks []schema
 	case filter.NoiseAware:
 		no := gate.DefaultNoiseOptions()
 		no.FallbackTau = o.Keep.Tau
+		if o.NoiseMinPairs != 0 {
+			no.MinPairs = o.NoiseMinPairs
+		}
 		var fits map[string]gate.NoiseFit
 		if vs, fits, err = gate.DecideNoiseAware(items, no); err != nil {
 			t.Fatal(err)
@@ -349,6 +359,10 @@ func methodCases() []methodCase {
 		{"group8-flush3", with(base(keep.Positive), func(o *SelectOptions) { o.GroupSize = 8; o.groupsHeld = 3 })},
 		{"leave-out-group8-noise", with(base(filter.NoiseAware), func(o *SelectOptions) { o.Gate = GateLeaveOut; o.GroupSize = 8 })},
 		{"anchor-global-top", with(base(keep.GlobalTop), func(o *SelectOptions) { o.Gate = GateAnchor })},
+		// The settings of --gate_boot, --gate_level and --noise_min_pairs
+		// (TestMethodSettingsExercised: they change the outcome).
+		{"leave-out-b200-l80", with(base(keep.Positive), func(o *SelectOptions) { o.Gate = GateLeaveOut; o.GateBoot = 200; o.GateLevel = 0.8 })},
+		{"noise-aware-min50", with(base(filter.NoiseAware), func(o *SelectOptions) { o.NoiseMinPairs = 50 })},
 	}
 }
 

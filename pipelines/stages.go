@@ -229,8 +229,23 @@ func BuildRun(s beam.Scope, c Config) error {
 	cnt := NewCounter(s)
 	pairs, genDead := generate(s.Scope("congrad.Generate"), &c, cnt)
 	sketches, gradDead := sketchStage(s.Scope("congrad.Sketch"), &c, pairs, cnt)
+	if c.Select.Gate == GateAnchor && c.Select.AnchorPairs {
+		anchorPairSketches(s.Scope("congrad.AnchorPairs"), &c)
+	}
 	fails := beam.ParDo(s, deadToFailure, gradDead)
 	return selectStage(s, &c, pairs, sketches, fails, cnt, genDead)
+}
+
+// anchorPairSketches sketches the anchor pair files (c.Select.Anchor) with
+// the run's gradient options (model, loss, LoRA, sketch spec and seed: the
+// settings of the run's own sketches) for the anchor gate. They are not
+// written and not counted with the run's pairs; a pair the gradient stage
+// cannot sketch fails the job (anchorDeadFn).
+func anchorPairSketches(s beam.Scope, c *Config) {
+	pairs := lakeio.ReadPairs(s, c.Select.Anchor, lakeio.ReadOptions{})
+	sketches, dead := gradients.Sketches(s, pairs, c.Gradients)
+	beam.ParDo0(s, anchorDeadFn{}, dead)
+	c.Select.anchorSketches = sketches
 }
 
 // deadToFailure carries a gradient-stage dead letter into select, where the

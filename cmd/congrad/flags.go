@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/pipelines"
 	"github.com/congrad-beam/congrad/runners"
 	sr "github.com/congrad-beam/congrad/selfreward"
+	"github.com/congrad-beam/congrad/transforms/filter"
 )
 
 // opts holds the pipeline flags. Flag names follow Beam's snake_case style.
@@ -58,6 +60,8 @@ type opts struct {
 	gamma, tau, rho                float64
 	keepRule                       string
 	gate, anchor, score            string
+	gateBoot, noiseMinPairs        int
+	gateLevel                      float64
 	progressEvery                  float64
 	quiet                          bool
 	fs                             *flag.FlagSet
@@ -178,7 +182,15 @@ func newFlags(cmd string, help io.Writer) *opts {
 		fs.Float64Var(&o.tau, "tau", 0, "positive rule threshold on the cosine score, -1..1; noise-aware: the fallback tau of a language whose fit is unusable")
 		fs.Float64Var(&o.rho, "rho", 0.5, "fraction kept by top and global-top, (0, 1]")
 		fs.StringVar(&o.gate, "gate", "none", "language gate: none | leave-out (CI of cos(G_l, other languages) below 0; pairs scored against g*_{-l}) | anchor (CI of cos(G_l, --anchor) below 0; METHOD.md §8.2-8.3)")
-		fs.StringVar(&o.anchor, "anchor", "", "sketch files (glob) of trusted dev pairs, written by congrad sketch with this run's model and sketch settings; their mean is the anchor of --gate=anchor")
+		anchorHelp := "trusted dev pairs of --gate=anchor (glob): their sketches' mean is the anchor. Pair files (Parquet or Arrow, as --pairs), sketched in this run with its model, sketch spec and seed, or their sketch files (congrad sketch with the same settings); told apart by their columns"
+		if cmd == "select" {
+			anchorHelp = "trusted dev pairs of --gate=anchor: their sketch files (glob), written by congrad sketch with the model and sketch settings of --sketches; their mean is the anchor. Pair files need the model: use congrad run --anchor, or congrad sketch them first"
+		}
+		fs.StringVar(&o.anchor, "anchor", "", anchorHelp)
+		boot, noise := gate.DefaultBootOptions(), gate.DefaultNoiseOptions()
+		fs.IntVar(&o.gateBoot, "gate_boot", boot.B, fmt.Sprintf("bootstrap resamples B of the gate's interval (--gate=leave-out|anchor), 10..%d", pipelines.MaxGateBoot))
+		fs.Float64Var(&o.gateLevel, "gate_level", boot.Level, "two-sided confidence level of the gate's interval (--gate=leave-out|anchor), (0, 1)")
+		fs.IntVar(&o.noiseMinPairs, "noise_min_pairs", noise.MinPairs, fmt.Sprintf("--keep=noise-aware: fewest finite scores a language needs for its fit (fewer: the language keeps --tau), 2..%d", pipelines.MaxNoiseMinPairs))
 		fs.StringVar(&o.score, "score", "pair", "what is scored: pair | group:N (the summed sketch of about N pairs of one language, hashed by (seed, pair id); every member gets the group's score, METHOD.md §8.4)")
 	}
 
@@ -367,6 +379,17 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	c.Select = pipelines.SelectOptions{Spec: spec, Aggregate: o.aggregate, Gamma: o.gamma, Seed: o.seed,
 		Keep: keep.Options{Rule: keep.Rule(o.keepRule), Tau: o.tau, Rho: o.rho},
 		Gate: o.gate, Anchor: o.anchor, GroupSize: groupSize}
+	// The settings of a method option go to the pipeline (and the report's
+	// options) only when the option is in use: at their defaults they are
+	// the pipeline's own, and a default run's report keeps its bytes.
+	gated := o.gate != "" && o.gate != pipelines.GateNone
+	noiseAware := o.keepRule == string(filter.NoiseAware)
+	if gated {
+		c.Select.GateBoot, c.Select.GateLevel = o.gateBoot, o.gateLevel
+	}
+	if noiseAware {
+		c.Select.NoiseMinPairs = o.noiseMinPairs
+	}
 	if o.fs.Lookup("keep") == nil {
 		c.Select = pipelines.SelectOptions{Spec: spec}
 	}
@@ -390,6 +413,14 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 			if f.Value.String() == f.DefValue {
 				return
 			}
+		case "gate_boot", "gate_level":
+			if !gated {
+				return
+			}
+		case "noise_min_pairs":
+			if !noiseAware {
+				return
+			}
 		}
 		c.Options[f.Name] = f.Value.String()
 		if v, ok := effective[f.Name]; ok {
@@ -400,7 +431,7 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if o.anchor != "" {
-		if err := o.checkAnchor(context.Background(), c); err != nil {
+		if err := o.checkAnchor(context.Background(), &c); err != nil {
 			return c, err
 		}
 	}

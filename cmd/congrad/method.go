@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/pipelines"
 	"github.com/congrad-beam/congrad/transforms/filter"
 )
@@ -49,10 +50,21 @@ func (o *opts) validateMethod() error {
 		}
 	case pipelines.GateAnchor:
 		if strings.TrimSpace(o.anchor) == "" {
+			if o.cmd == "run" {
+				return bad("--gate=anchor needs --anchor=GLOB: pair files of trusted dev pairs (or their sketch files)")
+			}
 			return bad("--gate=anchor needs --anchor=GLOB: sketch files of trusted dev pairs (congrad sketch)")
 		}
 	default:
 		return bad("--gate=%s: want none, leave-out or anchor", o.gate)
+	}
+	for _, f := range []string{"gate_boot", "gate_level"} {
+		if o.gate == pipelines.GateNone && o.given(f) {
+			return bad("--%s needs --gate=leave-out or --gate=anchor: it sets the gate's bootstrap interval", f)
+		}
+	}
+	if o.keepRule != string(filter.NoiseAware) && o.given("noise_min_pairs") {
+		return bad("--noise_min_pairs needs --keep=noise-aware: it sets that rule's per-language fit")
 	}
 	if o.gate != pipelines.GateNone && o.aggregate != "mean" {
 		return bad("--gate=%s needs --aggregate=mean: the gate's interval resamples the pairs' mean", o.gate)
@@ -68,23 +80,21 @@ func (o *opts) validateMethod() error {
 // (the model, the loss, the adapters, the sketch contract).
 var anchorSettings = []string{"model", "beta", "alpha", "lora_rank", "max_len", "sketch", "k", "sketch_seed"}
 
-// checkAnchor refuses --anchor files that cannot be compared with this
-// run's sketches: no files, files of two runs, files its manifest does not
-// vouch for (pipelines.ResolveInput), or a sketch manifest whose settings
-// differ from those of the sketches select reads (select: their manifest;
-// run: this run's own flags). Anchor files without a congrad manifest are
-// read as given; their k and sketch spec are still checked from the files'
-// metadata when the pipeline starts.
-func (o *opts) checkAnchor(ctx context.Context, c pipelines.Config) error {
-	_, am, adir, _, err := pipelines.ResolveInput(ctx, o.out, pipelines.OutSketches, o.anchor, "--anchor", nil)
-	if err != nil {
-		return fmt.Errorf("%w: %s", errUsage, oneLine(err))
-	}
-	if am == nil {
-		return nil
-	}
-	if am.Stage != pipelines.StageSketch {
-		return fmt.Errorf("%w: --anchor=%s: files of the %s stage (%s), want sketch files", errUsage, o.anchor, am.Stage, adir)
+// checkAnchor refuses --anchor files that cannot be this run's anchor, in
+// one line naming the flag, before any pipeline is built:
+//   - what the files are is read from their columns (pipelines.InspectAnchor):
+//     all pair files or all sketch files, at least one row, sketch files
+//     with the k and spec of the sketches they are compared with (select:
+//     those --sketches' manifest records, else the flags; run: its flags);
+//   - pair files: run sketches them in the pipeline (c.Select.AnchorPairs);
+//     select has no model and refuses them, saying what to do;
+//   - the manifest checks of every input (pipelines.ResolveInput): files of
+//     two runs, files their manifest does not vouch for;
+//   - sketch files whose sketch manifest records other settings than the
+//     sketches select reads (select) or this run's flags (run).
+func (o *opts) checkAnchor(ctx context.Context, c *pipelines.Config) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: --anchor=%s: %s", errUsage, o.anchor, fmt.Sprintf(format, a...))
 	}
 	var want map[string]string
 	var from string
@@ -102,6 +112,40 @@ func (o *opts) checkAnchor(ctx context.Context, c pipelines.Config) error {
 			want, from = sm.Settings, sdir+"/"+pipelines.ManifestName(pipelines.StageSketch)
 		}
 	}
+	spec := c.Select.Spec
+	if k, err := strconv.Atoi(want["k"]); err == nil {
+		spec.K = k
+	}
+	if m := want["sketch"]; m != "" {
+		spec.Method = sketch.Method(m)
+	}
+	if sd, err := strconv.ParseUint(want["sketch_seed"], 10, 64); err == nil {
+		spec.Seed = sd
+	}
+	info, err := pipelines.InspectAnchor(ctx, o.anchor, spec)
+	if err != nil {
+		return bad("%s", oneLine(err))
+	}
+	if info.Kind == pipelines.AnchorKindPairs {
+		if o.cmd != "run" {
+			return bad("%d pair file(s) (%d pairs): select cannot sketch pairs, it has no model; give them to congrad run --anchor, or sketch them first (congrad sketch --pairs=%s --out=DIR with the settings of --sketches) and pass --anchor=DIR/sketches-*",
+				len(info.Files), info.Rows, o.anchor)
+		}
+		c.Select.AnchorPairs = true
+	}
+	if err := pipelines.AnchorNotOutput(ctx, o.cmd, o.out, o.anchor); err != nil {
+		return fmt.Errorf("%w: %s", errUsage, oneLine(err))
+	}
+	_, am, adir, _, err := pipelines.ResolveInput(ctx, o.out, pipelines.InputAnchor, o.anchor, "--anchor", nil)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errUsage, oneLine(err))
+	}
+	if am == nil || info.Kind == pipelines.AnchorKindPairs {
+		return nil
+	}
+	if am.Stage != pipelines.StageSketch {
+		return bad("files of the %s stage (%s), want sketch files", am.Stage, adir)
+	}
 	var diff []string
 	for _, k := range anchorSettings {
 		w, ok := want[k]
@@ -114,8 +158,7 @@ func (o *opts) checkAnchor(ctx context.Context, c pipelines.Config) error {
 	}
 	sort.Strings(diff)
 	if len(diff) > 0 {
-		return fmt.Errorf("%w: --anchor=%s: sketched with other settings than %s: %s; rerun congrad sketch on the anchor pairs with them",
-			errUsage, o.anchor, from, strings.Join(diff, ", "))
+		return bad("sketched with other settings than %s: %s; rerun congrad sketch on the anchor pairs with them", from, strings.Join(diff, ", "))
 	}
 	return nil
 }

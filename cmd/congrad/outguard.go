@@ -22,7 +22,7 @@ func openJob(ctx context.Context, cmd string, args []string, o *opts, cfg pipeli
 	if dry {
 		return nil, cfg, nil
 	}
-	j, err := pipelines.OpenJob(ctx, cmd, pipelines.JobOptions{Out: o.out, Pairs: o.pairs, Sketches: o.sketches,
+	j, err := pipelines.OpenJob(ctx, cmd, pipelines.JobOptions{Out: o.out, Pairs: o.pairs, Sketches: o.sketches, Anchor: o.anchor,
 		Argv: strings.TrimSpace("congrad " + cmd + " " + strings.Join(args, " ")), Warn: stderr})
 	if errors.Is(err, pipelines.ErrNoInput) {
 		return nil, cfg, fmt.Errorf("%w: %v", errUsage, err)

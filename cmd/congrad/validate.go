@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/congrad-beam/congrad/congrad/sketch"
+	"github.com/congrad-beam/congrad/pipelines"
 	sr "github.com/congrad-beam/congrad/selfreward"
 )
 
@@ -61,6 +62,9 @@ var bounds = map[string]bound{
 	"tau":              {lo: -1, hi: 1, why: "scores are cosines"},
 	"rho":              {lo: 0, hi: 1, loOpen: true},
 	"progress_every":   {lo: 0, hi: 86400, why: "seconds; 0 is off"},
+	"gate_boot":        {lo: 10, hi: pipelines.MaxGateBoot, why: "bootstrap resamples; each costs one weight per pair"},
+	"gate_level":       {lo: 0, hi: 1, loOpen: true, hiOpen: true, why: "a two-sided confidence level"},
+	"noise_min_pairs":  {lo: 2, hi: pipelines.MaxNoiseMinPairs, why: "a fit needs two scores"},
 }
 
 func (b bound) String() string {
