@@ -5,18 +5,28 @@
 package pipelines
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/sketch"
+	"github.com/congrad-beam/congrad/pipelines/progress"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/filter"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
+	"github.com/congrad-beam/congrad/transforms/report"
 )
+
+func init() {
+	register.DoFn2x2[context.Context, filter.LangCount, string, int64](&langCountKeyFn{})
+	register.Function2x1(sumCounts)
+	register.Function2x1(toCount64)
+}
 
 // SelectOptions configure the aggregation and the filter.
 type SelectOptions struct {
@@ -137,7 +147,44 @@ type Selected struct {
 	// each language's target and gate verdict); invalid under the pair
 	// filter's defaults.
 	Plan beam.PCollection
+
+	// The block path (pairs and sketches from files) counts rows per
+	// language from its blocks (PCollection<filter.LangCount>, partial
+	// counts): pairsIn, sketchesIn, and scoredN where Scored is invalid.
+	// SketchesIn is invalid there, Scored too under the default method.
+	pairsIn, sketchesIn, scoredN beam.PCollection
 }
+
+// addLangCounts counts (stage, outcome) per language from partial
+// LangCounts when counts is valid, else the rows of col (Add).
+func (c *Counter) addLangCounts(stage, outcome string, counts, col beam.PCollection) {
+	if !counts.IsValid() {
+		c.Add(stage, outcome, col)
+		return
+	}
+	s := c.s.Scope(stage + "/" + outcome)
+	keyed := beam.ParDo(s, &langCountKeyFn{Stage: stage, Outcome: outcome}, counts)
+	c.parts = append(c.parts, beam.ParDo(s, toCount64, beam.CombinePerKey(s, sumCounts, keyed)))
+}
+
+// langCountKeyFn keys a partial count as countKeyFn keys a row ("*" for no
+// language) and adds it to the progress counters, as progress.Tap would.
+type langCountKeyFn struct{ Stage, Outcome string }
+
+func (f *langCountKeyFn) ProcessElement(ctx context.Context, lc filter.LangCount) (string, int64) {
+	name := f.Stage + "/" + f.Outcome
+	progress.Add(name, lc.N)
+	beam.NewCounter("congrad.progress", name).Inc(ctx, lc.N)
+	lang := lc.Lang
+	if lang == "" {
+		lang = "*"
+	}
+	return f.Stage + "\x00" + lang + "\x00" + f.Outcome, lc.N
+}
+
+func sumCounts(a, b int64) int64 { return a + b }
+
+func toCount64(key string, n int64) report.Count { return toCount(key, int(n)) }
 
 // Select runs ConGrad's selection on pairs and their sketches:
 // validate sketches against pairs -> per-language directions -> PCGrad
@@ -170,9 +217,6 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 	if err := opts.Validate(); err != nil {
 		return Selected{}, err
 	}
-	if t := pairs.Type().Type(); t != reflect.TypeOf(schemas.Pair{}) {
-		return Selected{}, fmt.Errorf("select: pairs must be PCollection<schemas.Pair>, got %v", t)
-	}
 	fromFiles := false
 	switch t := sketches.Type().Type(); t {
 	case reflect.TypeOf(schemas.Sketch{}):
@@ -180,6 +224,12 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		fromFiles = true
 	default:
 		return Selected{}, fmt.Errorf("select: sketches must be PCollection<schemas.Sketch> or PCollection<lakeio.Split>, got %v", t)
+	}
+	switch t := pairs.Type().Type(); {
+	case t == reflect.TypeOf(lakeio.Split{}) && fromFiles:
+		return selectBlocks(s, pairs, sketches, upstream, opts)
+	case t != reflect.TypeOf(schemas.Pair{}):
+		return Selected{}, fmt.Errorf("select: pairs must be PCollection<schemas.Pair> (or PCollection<lakeio.Split> of pair files with sketch files), got %v", t)
 	}
 	ao := opts.aggregate()
 	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
@@ -262,16 +312,88 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		Consensus: cons, Stats: stats, Plan: plan}, nil
 }
 
+// PairFiles lists the pair files of glob for Select (PCollection<lakeio.Split>):
+// with SketchFiles, Select reads both sides from files in blocks (see
+// selectBlocks).
+func PairFiles(s beam.Scope, glob string) (beam.PCollection, error) {
+	return filter.PairFiles(s.Scope("congrad.PairFiles"), glob)
+}
+
+// selectBlocks is Select with pairs and sketches both read from files
+// (filter's block path, blocks.go): the pair files are read twice (ids and
+// languages to validate; whole rows to join with the decisions), the
+// sketch files three times as in the file path, and no stage boundary
+// carries one element per pair. The outputs are those of the per-element
+// path, row for row.
+func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection, opts SelectOptions) (Selected, error) {
+	ao := opts.aggregate()
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
+	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
+	m, method := opts.method(files)
+	var anchor beam.PCollection
+	if method {
+		anchor = beam.CreateList(s, []filter.DirList{})
+		if opts.Gate == GateAnchor {
+			var err error
+			if anchor, err = opts.anchorDirs(s, files); err != nil {
+				return Selected{}, err
+			}
+		}
+	}
+	pairKeys, pairsIn := filter.PairKeysFiles(s, pairSplits)
+	metas, sketchesIn := filter.MetaBlocksFiles(s, sketches)
+	val := filter.ValidateBlocks(s, pairKeys, metas, upstream)
+	partials, checkFails := filter.AggregateFiles(s, sketches, val.Excluded, files, ao)
+	dirs := aggregate.FromPartials(s, partials, ao)
+	cons := aggregate.ConsensusOf(s, dirs, ao)
+	var decisions, stats, unscorable, plan, scored, scoredN beam.PCollection
+	if !method {
+		var blocks beam.PCollection
+		blocks, unscorable = filter.ScoreFilesBlocks(s, sketches, val.Excluded, cons, files)
+		scoredN = filter.ScoreBlockCounts(s, blocks)
+		decisions, stats = filter.RankBlocks(s, blocks, fo)
+	} else {
+		dl := filter.CollectDirs(s, dirs)
+		boots := beam.CreateList(s, []filter.LangBoot{})
+		if m.Gate != "" {
+			boots = filter.GateBootsFiles(s, sketches, val.Excluded, filter.GateRefsOf(s, dl, anchor, m), m)
+		}
+		plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
+		if m.GroupSize > 0 {
+			members, parts := filter.GroupFiles(s, sketches, val.Excluded, filter.CountPartials(s, partials), m)
+			scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
+		} else {
+			scored, unscorable = filter.ScorePlanFiles(s, sketches, val.Excluded, plan, files)
+		}
+		var verdicts beam.PCollection
+		verdicts, stats = filter.RankPlan(s, scored, plan, fo)
+		decisions = filter.DecisionBlocks(s, verdicts)
+	}
+	fails := []beam.PCollection{val.PairFailures, checkFails, unscorable, val.DupPairs}
+	if upstream.IsValid() {
+		fails = append(fails, upstream)
+	}
+	out := filter.SplitFiles(s, pairSplits, decisions, beam.Flatten(s, fails...), val.Refs)
+	deadPairs := beam.Flatten(s, out.Dead, val.Orphans)
+	deadSketches := beam.Flatten(s, val.DeadSketches, checkFails)
+	return Selected{Kept: out.Kept, Dropped: out.Dropped, Decisions: out.Decisions,
+		Dead:      beam.Flatten(s, deadPairs, filter.DeadSketchRows(s, deadSketches)),
+		DeadPairs: deadPairs, DeadSketches: deadSketches, Scored: scored, Unscorable: unscorable,
+		Consensus: cons, Stats: stats, Plan: plan,
+		pairsIn: pairsIn, sketchesIn: sketchesIn, scoredN: scoredN}, nil
+}
+
 // count adds the select stage's accounting to cnt: pairs_in = kept +
 // dropped + dead (pairs), and sketches_in = sketches_scored +
-// sketches_unscorable + sketches_dead, each per language.
+// sketches_unscorable + sketches_dead, each per language. On the block
+// path the per-pair rows are counted from the blocks' LangCounts.
 func (sel Selected) count(cnt *Counter, stage string, pairs beam.PCollection) {
-	cnt.Add(stage, "pairs_in", pairs)
+	cnt.addLangCounts(stage, "pairs_in", sel.pairsIn, pairs)
 	cnt.Add(stage, "kept", sel.Kept)
 	cnt.Add(stage, "dropped", sel.Dropped)
 	cnt.Add(stage, "dead", sel.DeadPairs)
-	cnt.Add(stage, "sketches_in", sel.SketchesIn)
-	cnt.Add(stage, "sketches_scored", sel.Scored)
+	cnt.addLangCounts(stage, "sketches_in", sel.sketchesIn, sel.SketchesIn)
+	cnt.addLangCounts(stage, "sketches_scored", sel.scoredN, sel.Scored)
 	cnt.Add(stage, "sketches_unscorable", sel.Unscorable)
 	cnt.Add(stage, "sketches_dead", sel.DeadSketches)
 }

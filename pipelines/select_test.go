@@ -1,15 +1,25 @@
 package pipelines
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/filter"
+	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
 
 type fullReport struct {
@@ -133,5 +143,142 @@ func TestSelectRejectsBadSketchesBeforeAggregation(t *testing.T) {
 				t.Fatalf("%s: select count without a language: %+v", variant, x)
 			}
 		}
+	}
+}
+
+// The select pipeline on files (BuildSelect) groups no per-pair element
+// type: validation, ranking and the join move blocks (issue 12, goal 1).
+// The per-element path is checked to hold such groupings, so the test can
+// fail.
+func TestSelectFilesGroupsNoPerPairElements(t *testing.T) {
+	perPair := map[reflect.Type]bool{}
+	for _, x := range []any{filter.Meta{}, keep.Scored{}, schemas.Decision{}, schemas.Pair{}, filter.Refs{},
+		schemas.Sketch{}, schemas.Dropped{}} {
+		perPair[reflect.TypeOf(x)] = true
+	}
+	grouped := func(p *beam.Pipeline) []string {
+		edges, _, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bad []string
+		for _, e := range edges {
+			for i, in := range e.Input {
+				ft := in.From.Type()
+				elem := ft.Type()
+				if typex.IsKV(ft) {
+					elem = ft.Components()[1].Type()
+				}
+				side := e.Op == graph.ParDo && i > 0
+				if (e.Op == graph.CoGBK || side) && perPair[elem] {
+					bad = append(bad, fmt.Sprintf("%v %s input %d: %v", e.Op, e.Name(), i, elem))
+				}
+			}
+		}
+		return bad
+	}
+	dir := t.TempDir()
+	for _, variant := range []string{"positive", "global-top"} {
+		p, s := beam.NewPipelineWithRoot()
+		if err := BuildSelect(s, selectConfig(dir, variant)); err != nil {
+			t.Fatal(err)
+		}
+		if bad := grouped(p); len(bad) > 0 {
+			t.Errorf("%s: per-pair elements grouped or used as side inputs:\n%s", variant, strings.Join(bad, "\n"))
+		}
+	}
+	// The in-memory path does group per pair (the check sees it).
+	p, s := beam.NewPipelineWithRoot()
+	c := selectConfig(dir, "positive")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Select(s, beam.CreateList(s, []schemas.Pair{{PairID: "a", Lang: "en"}}),
+		beam.CreateList(s, []schemas.Sketch{{PairID: "a", Lang: "en"}}), c.Select); err != nil {
+		t.Fatal(err)
+	}
+	if len(grouped(p)) == 0 {
+		t.Fatal("the check finds no per-pair grouping in the per-element path")
+	}
+}
+
+// The block path (pairs and sketches read from files) writes the same bytes
+// as the per-element path on the same files, for a lake with every kind of
+// bad row: orphan, duplicate, NaN and wrong-language sketches, pairs
+// without sketch and two pairs sharing an id; under the default rules and
+// a method option.
+func TestSelectBlocksMatchPerElementPath(t *testing.T) {
+	pairs, sks, _ := synthLake(t, 20)
+	big := func(v float32) []float32 {
+		out := make([]float32, testK)
+		for i := range out {
+			out[i] = v * float32(1+i%3)
+		}
+		return out
+	}
+	pairs = append(pairs,
+		schemas.Pair{PairID: "zz-dup", Lang: "en", Prompt: "p", Chosen: "c", Rejected: "r"},
+		schemas.Pair{PairID: "zz-mm", Lang: "de", Prompt: "p", Chosen: "c", Rejected: "r"},
+		schemas.Pair{PairID: "zz-twin", Lang: "en", Prompt: "p1", Chosen: "c", Rejected: "r"},
+		schemas.Pair{PairID: "zz-twin", Lang: "en", Prompt: "p2", Chosen: "c", Rejected: "r"})
+	sks = append(sks,
+		schemas.Sketch{PairID: "zz-dup", Lang: "en", Values: big(40)},
+		schemas.Sketch{PairID: "zz-dup", Lang: "en", Values: big(-30)},
+		schemas.Sketch{PairID: "zz-mm", Lang: "en", Values: big(60)},
+		schemas.Sketch{PairID: "zz-twin", Lang: "en", Values: big(5)})
+	for _, variant := range []string{"positive", "global-top", "noise"} {
+		a, b := t.TempDir(), t.TempDir()
+		writeLake(t, a, pairs, sks)
+		writeLake(t, b, pairs, sks)
+		in := outputs(t, a)
+		ca, cb := selectConfig(a, variant), selectConfig(b, variant)
+		if variant == "noise" {
+			ca, cb = selectConfig(a, "positive"), selectConfig(b, "positive")
+			ca.Select.Keep.Rule, cb.Select.Keep.Rule = filter.NoiseAware, filter.NoiseAware
+		}
+		runSelect(t, ca)
+		runSelectElements(t, cb)
+		oa, ob := outputs(t, a), outputs(t, b)
+		if len(oa) != len(ob) {
+			t.Fatalf("%s: %d files vs %d", variant, len(oa), len(ob))
+		}
+		n := 0
+		for name, x := range oa {
+			if _, input := in[name]; input {
+				continue
+			}
+			n++
+			if !bytes.Equal(x, ob[name]) {
+				t.Errorf("%s: %s differs between the block and the per-element path", variant, name)
+			}
+		}
+		if n < 5 {
+			t.Fatalf("%s: only %d output files", variant, n)
+		}
+		sel := readFullReport(t, a).Totals["select"]
+		if sel["kept"]+sel["dropped"]+sel["dead"] != int64(len(pairs)) || sel["sketches_in"] != int64(len(sks)) {
+			t.Fatalf("%s: accounting %v", variant, sel)
+		}
+	}
+}
+
+// runSelectElements is BuildSelect with the pairs read as
+// PCollection<schemas.Pair> (Select's per-element path on sketch files).
+func runSelectElements(t *testing.T, c Config) {
+	t.Helper()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.Pairs, c.Sketches = c.Glob(OutPairs), c.Glob(OutSketches)
+	p, s := beam.NewPipelineWithRoot()
+	sks, err := SketchFiles(s, c.Sketches, c.Select)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := selectStage(s, &c, lakeio.ReadPairs(s, c.Pairs, lakeio.ReadOptions{}), sks, beam.PCollection{}, NewCounter(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ptest.Run(p); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -202,9 +202,13 @@ func BuildSelect(s beam.Scope, c Config) error {
 	if c.Sketches == "" {
 		c.Sketches = c.Glob(OutSketches)
 	}
-	pairs := lakeio.ReadPairs(s, c.Pairs, lakeio.ReadOptions{})
-	// The sketch files are read in passes (see Select): no vector is kept
-	// between stages.
+	// Pairs and sketches are both read from files, in passes and blocks
+	// (see selectBlocks): no vector and no per-pair element is kept between
+	// stages.
+	pairs, err := PairFiles(s, c.Pairs)
+	if err != nil {
+		return err
+	}
 	sketches, err := SketchFiles(s, c.Sketches, c.Select)
 	if err != nil {
 		return err

@@ -291,7 +291,12 @@ type rankFn struct {
 
 func (f *rankFn) ProcessElement(lang string, rows func(*keep.Scored) bool, cutoffs func(*keep.Cutoff) bool,
 	emit func(schemas.Decision), emitStats func(Stats)) error {
-	items := drainScored(rows)
+	return f.rank(lang, drainScored(rows), cutoffs, emit, emitStats)
+}
+
+// rank decides one language's items and emits its decisions and Stats.
+func (f *rankFn) rank(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool,
+	emit func(schemas.Decision), emitStats func(Stats)) error {
 	vs, st, err := f.decide(lang, items, cutoffs)
 	if err != nil {
 		return err
@@ -436,4 +441,5 @@ func init() {
 	registerValidate()
 	registerFiles()
 	registerMethod()
+	registerBlocks()
 }
