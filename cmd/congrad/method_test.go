@@ -244,7 +244,7 @@ func TestMethodOptionsCLI(t *testing.T) {
 	os.Remove(stale)
 	copyFile(t, otherFile, anchorFile)
 	code, _, serr = runCLI(a...)
-	oneUsageLine(t, a, code, serr, "changed after the run")
+	oneUsageLine(t, a, code, serr, "after the run")
 }
 
 // congrad run with anchor pair files: they are sketched in the run (the
