@@ -235,15 +235,9 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
-	var anchor beam.PCollection
-	if method {
-		anchor = beam.CreateList(s, []filter.DirList{})
-		if opts.Gate == GateAnchor {
-			var err error
-			if anchor, err = opts.anchorDirs(s, files); err != nil {
-				return Selected{}, err
-			}
-		}
+	anchor, err := opts.anchorOf(s, files, method)
+	if err != nil {
+		return Selected{}, err
 	}
 	var metas, checkFails, scored, unscorable, cons, plan beam.PCollection
 	var val filter.Validation
@@ -257,18 +251,7 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		if !method {
 			scored, unscorable = filter.ScoreFiles(s, sketches, val.Excluded, cons, files)
 		} else {
-			dl := filter.CollectDirs(s, dirs)
-			boots := beam.CreateList(s, []filter.LangBoot{})
-			if m.Gate != "" {
-				boots = filter.GateBootsFiles(s, sketches, val.Excluded, filter.GateRefsOf(s, dl, anchor, m), m)
-			}
-			plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
-			if m.GroupSize > 0 {
-				members, parts := filter.GroupFiles(s, sketches, val.Excluded, filter.CountPartials(s, partials), m)
-				scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
-			} else {
-				scored, unscorable = filter.ScorePlanFiles(s, sketches, val.Excluded, plan, files)
-			}
+			plan, scored, unscorable = scoreMethodFiles(s, sketches, val.Excluded, dirs, cons, partials, anchor, m, files)
 		}
 	} else {
 		metas = filter.MetasOf(s, sketches)
@@ -312,6 +295,37 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		Consensus: cons, Stats: stats, Plan: plan}, nil
 }
 
+// anchorOf is the anchor's directions for the method path (an empty list
+// unless --gate=anchor); nil when the method options are not in use.
+func (o SelectOptions) anchorOf(s beam.Scope, files filter.FileOptions, method bool) (beam.PCollection, error) {
+	if !method {
+		return beam.PCollection{}, nil
+	}
+	if o.Gate == GateAnchor {
+		return o.anchorDirs(s, files)
+	}
+	return beam.CreateList(s, []filter.DirList{}), nil
+}
+
+// scoreMethodFiles scores the sketch files under the method options: the
+// plan (gates, consensus, noise fits), then pair or group scores.
+func scoreMethodFiles(s beam.Scope, sketches, excluded, dirs, cons, partials, anchor beam.PCollection,
+	m filter.Method, files filter.FileOptions) (plan, scored, unscorable beam.PCollection) {
+	dl := filter.CollectDirs(s, dirs)
+	boots := beam.CreateList(s, []filter.LangBoot{})
+	if m.Gate != "" {
+		boots = filter.GateBootsFiles(s, sketches, excluded, filter.GateRefsOf(s, dl, anchor, m), m)
+	}
+	plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
+	if m.GroupSize > 0 {
+		members, parts := filter.GroupFiles(s, sketches, excluded, filter.CountPartials(s, partials), m)
+		scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
+	} else {
+		scored, unscorable = filter.ScorePlanFiles(s, sketches, excluded, plan, files)
+	}
+	return plan, scored, unscorable
+}
+
 // PairFiles lists the pair files of glob for Select (PCollection<lakeio.Split>):
 // with SketchFiles, Select reads both sides from files in blocks (see
 // selectBlocks).
@@ -330,15 +344,9 @@ func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection,
 	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
-	var anchor beam.PCollection
-	if method {
-		anchor = beam.CreateList(s, []filter.DirList{})
-		if opts.Gate == GateAnchor {
-			var err error
-			if anchor, err = opts.anchorDirs(s, files); err != nil {
-				return Selected{}, err
-			}
-		}
+	anchor, err := opts.anchorOf(s, files, method)
+	if err != nil {
+		return Selected{}, err
 	}
 	pairKeys, pairsIn := filter.PairKeysFiles(s, pairSplits)
 	metas, sketchesIn := filter.MetaBlocksFiles(s, sketches)
@@ -353,18 +361,7 @@ func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection,
 		scoredN = filter.ScoreBlockCounts(s, blocks)
 		decisions, stats = filter.RankBlocks(s, blocks, fo)
 	} else {
-		dl := filter.CollectDirs(s, dirs)
-		boots := beam.CreateList(s, []filter.LangBoot{})
-		if m.Gate != "" {
-			boots = filter.GateBootsFiles(s, sketches, val.Excluded, filter.GateRefsOf(s, dl, anchor, m), m)
-		}
-		plan = filter.PlanOf(s, dl, cons, boots, anchor, m)
-		if m.GroupSize > 0 {
-			members, parts := filter.GroupFiles(s, sketches, val.Excluded, filter.CountPartials(s, partials), m)
-			scored, unscorable = filter.JoinGroups(s, members, filter.GroupScores(s, parts, plan))
-		} else {
-			scored, unscorable = filter.ScorePlanFiles(s, sketches, val.Excluded, plan, files)
-		}
+		plan, scored, unscorable = scoreMethodFiles(s, sketches, val.Excluded, dirs, cons, partials, anchor, m, files)
 		var verdicts beam.PCollection
 		verdicts, stats = filter.RankPlan(s, scored, plan, fo)
 		decisions = filter.DecisionBlocks(s, verdicts)
