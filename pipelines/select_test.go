@@ -202,6 +202,40 @@ func TestSelectFilesGroupsNoPerPairElements(t *testing.T) {
 	}
 }
 
+// The two passes that decode every sketch value (aggregation, scoring) run
+// in stages without side inputs: on Prism a stage with side inputs keeps the
+// scheduler spinning while its bundle runs (filter/bind.go,
+// docs/perf/select.md), so their side data is bound into the elements.
+func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
+	dir := t.TempDir()
+	p, s := beam.NewPipelineWithRoot()
+	if err := BuildSelect(s, selectConfig(dir, "positive")); err != nil {
+		t.Fatal(err)
+	}
+	edges, _, err := p.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]int{}
+	for _, e := range edges {
+		if e.Op != graph.ParDo || e.DoFn == nil {
+			continue
+		}
+		name := e.DoFn.Name()
+		for _, heavy := range []string{"aggSplitFn", "scoreBlockSplitFn"} {
+			if strings.HasSuffix(name, heavy) {
+				found[heavy]++
+				if len(e.Input) != 1 {
+					t.Errorf("%s reads sketch values with %d side inputs", name, len(e.Input)-1)
+				}
+			}
+		}
+	}
+	if found["aggSplitFn"] != 1 || found["scoreBlockSplitFn"] != 1 {
+		t.Fatalf("heavy passes found %v, want one of each", found)
+	}
+}
+
 // The block path (pairs and sketches read from files) writes the same bytes
 // as the per-element path on the same files, for a lake with every kind of
 // bad row: orphan, duplicate, NaN and wrong-language sketches, pairs

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -60,7 +61,38 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	finish := startCPUProfile(os.Getenv("CONGRAD_CPUPROFILE"), os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	finish()
+	os.Exit(code)
+}
+
+// startCPUProfile writes a pprof CPU profile of the whole process (the
+// pipeline runs in-process on Prism, so this covers every stage) to path
+// when path is set: CONGRAD_CPUPROFILE=cpu.out congrad select …, then
+// go tool pprof bin/congrad cpu.out. A profile that cannot be started is
+// reported and the run goes on without it.
+func startCPUProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "congrad: CONGRAD_CPUPROFILE:", err)
+		if f != nil {
+			f.Close()
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(stderr, "congrad: CONGRAD_CPUPROFILE:", err)
+		}
+	}
 }
 
 // run is main without the exit: it runs Main and prints an error as one

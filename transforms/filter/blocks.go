@@ -306,24 +306,23 @@ func ScoreFilesBlocks(s beam.Scope, splits, excluded, consensus beam.PCollection
 	s = s.Scope("filter.ScoreFilesBlocks")
 	mustType("filter.ScoreFilesBlocks", splits, reflect.TypeOf(lakeio.Split{}))
 	mustType("filter.ScoreFilesBlocks", consensus, reflect.TypeOf(aggregate.Consensus{}))
-	return beam.ParDo2(s, &scoreBlockSplitFn{Files: o}, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: consensus})
+	return beam.ParDo2(s, &scoreBlockSplitFn{Files: o}, bindSplits(s, splits, excluded, consensus))
 }
 
 type scoreBlockSplitFn struct {
 	Files FileOptions
-	ex    excludedSet
-	sc    scorer
 }
 
-func (f *scoreBlockSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	cons func(*aggregate.Consensus) bool, emit func(ScoreBlock), bad func(Failure)) error {
+func (f *scoreBlockSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(ScoreBlock), bad func(Failure)) error {
 	byLang := map[string][]keep.Scored{}
 	ok := func(x keep.Scored) { byLang[x.Lang] = append(byLang[x.Lang], x) }
-	err := eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
-		if f.ex.has(sk.PairID, excluded) || checkSketch(sk, f.Files.K) != "" {
+	ex, cons := b.excludedOf(), b.consIter()
+	var sc scorer
+	err := eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
+		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {
 			return nil
 		}
-		f.sc.score(sk, cons, ok, bad)
+		sc.score(sk, cons, ok, bad)
 		return nil
 	})
 	if err != nil {
@@ -645,8 +644,7 @@ func registerBlocks() {
 	// cause not found yet.)
 	beam.RegisterType(reflect.TypeOf((*validateShardFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*splitFilesFn)(nil)).Elem())
-	register.DoFn6x1[context.Context, lakeio.Split, func(*string) bool, func(*aggregate.Consensus) bool,
-		func(ScoreBlock), func(Failure), error](&scoreBlockSplitFn{})
+	register.DoFn4x1[context.Context, BoundSplit, func(ScoreBlock), func(Failure), error](&scoreBlockSplitFn{})
 	register.Function1x1(scoreBlockCount)
 	register.Function1x2(keyScoreBlock)
 	register.DoFn5x1[string, func(*ScoreBlock) bool, func(*keep.Cutoff) bool, func(DecisionBlock), func(Stats), error](&rankBlockFn{})

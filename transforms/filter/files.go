@@ -152,21 +152,20 @@ func AggregateFiles(s beam.Scope, splits, excluded beam.PCollection, o FileOptio
 	if err := agg.Validate(); err != nil {
 		panic(err)
 	}
-	return beam.ParDo2(s, &aggSplitFn{Files: o, Method: agg.Method, Gamma: agg.Gamma}, splits, beam.SideInput{Input: excluded})
+	return beam.ParDo2(s, &aggSplitFn{Files: o, Method: agg.Method, Gamma: agg.Gamma}, bindSplits(s, splits, excluded, beam.PCollection{}))
 }
 
 type aggSplitFn struct {
 	Files  FileOptions
 	Method string
 	Gamma  float64
-	ex     excludedSet
 }
 
-func (f *aggSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	emit func(string, accum.Mean), bad func(Failure)) error {
+func (f *aggSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(string, accum.Mean), bad func(Failure)) error {
 	p := aggregate.NewPartials(aggregate.Options{Method: f.Method, Gamma: f.Gamma, K: f.Files.K})
-	err := eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
-		if f.ex.has(sk.PairID, excluded) {
+	ex := b.excludedOf()
+	err := eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
+		if ex[sk.PairID] {
 			return nil
 		}
 		if r := checkSketch(sk, f.Files.K); r != "" {
@@ -192,22 +191,21 @@ func ScoreFiles(s beam.Scope, splits, excluded, consensus beam.PCollection, o Fi
 	s = s.Scope("filter.ScoreFiles")
 	mustType("filter.ScoreFiles", splits, reflect.TypeOf(lakeio.Split{}))
 	mustType("filter.ScoreFiles", consensus, reflect.TypeOf(aggregate.Consensus{}))
-	return beam.ParDo2(s, &scoreSplitFn{Files: o}, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: consensus})
+	return beam.ParDo2(s, &scoreSplitFn{Files: o}, bindSplits(s, splits, excluded, consensus))
 }
 
 type scoreSplitFn struct {
 	Files FileOptions
-	ex    excludedSet
-	sc    scorer
 }
 
-func (f *scoreSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	cons func(*aggregate.Consensus) bool, ok func(keep.Scored), bad func(Failure)) error {
-	return eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
-		if f.ex.has(sk.PairID, excluded) || checkSketch(sk, f.Files.K) != "" {
+func (f *scoreSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok func(keep.Scored), bad func(Failure)) error {
+	ex, cons := b.excludedOf(), b.consIter()
+	var sc scorer
+	return eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
+		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {
 			return nil
 		}
-		f.sc.score(sk, cons, ok, bad)
+		sc.score(sk, cons, ok, bad)
 		return nil
 	})
 }
@@ -215,9 +213,8 @@ func (f *scoreSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excl
 func registerFiles() {
 	register.DoFn4x0[schemas.Sketch, func(*string) bool, func(schemas.Sketch), func(Failure)](&admitFn{})
 	register.DoFn3x1[context.Context, lakeio.Split, func(Meta), error](&metaSplitFn{})
-	register.DoFn5x1[context.Context, lakeio.Split, func(*string) bool, func(string, accum.Mean), func(Failure), error](&aggSplitFn{})
-	register.DoFn6x1[context.Context, lakeio.Split, func(*string) bool, func(*aggregate.Consensus) bool,
-		func(keep.Scored), func(Failure), error](&scoreSplitFn{})
+	register.DoFn4x1[context.Context, BoundSplit, func(string, accum.Mean), func(Failure), error](&aggSplitFn{})
+	register.DoFn4x1[context.Context, BoundSplit, func(keep.Scored), func(Failure), error](&scoreSplitFn{})
 	register.Iter1[*string]()
 	register.Emitter1[Meta]()
 	register.Emitter2[string, accum.Mean]()

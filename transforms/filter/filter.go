@@ -442,4 +442,5 @@ func init() {
 	registerFiles()
 	registerMethod()
 	registerBlocks()
+	registerBind()
 }

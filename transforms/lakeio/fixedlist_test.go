@@ -137,3 +137,42 @@ func TestEachBatchFixedListWithNulls(t *testing.T) {
 		t.Fatalf("read %d rows (+1000 per batch with the null), want 10 rows and the null kept", n)
 	}
 }
+
+// TestBadLevel: the level check of the direct read finds a value outside a
+// full list of k, wherever the batch starts within a list.
+func TestBadLevel(t *testing.T) {
+	const k, maxDef = 3, 1
+	levels := func(n int) (def, rep []int16) {
+		def, rep = make([]int16, n), make([]int16, n)
+		for i := range n {
+			def[i] = maxDef
+			if i%k != 0 {
+				rep[i] = 1
+			}
+		}
+		return def, rep
+	}
+	def, rep := levels(12)
+	for start := range 12 {
+		if i := badLevel(def[start:], rep[start:], maxDef, start%k, k); i != -1 {
+			t.Fatalf("start %d: full lists reported bad at %d", start, i)
+		}
+	}
+	def[7] = 0
+	if i := badLevel(def, rep, maxDef, 0, k); i != 7 {
+		t.Fatalf("null at 7: got %d", i)
+	}
+	def, rep = levels(12)
+	rep[5] = 0 // a list of 2 followed by one of 4: same total, wrong rows
+	if i := badLevel(def, rep, maxDef, 0, k); i != 5 {
+		t.Fatalf("early list start at 5: got %d", i)
+	}
+	def, rep = levels(12)
+	rep[6] = 1 // a list running past k
+	if i := badLevel(def, rep, maxDef, 0, k); i != 6 {
+		t.Fatalf("missing list start at 6: got %d", i)
+	}
+	if i := badLevel(def[1:], rep[1:], maxDef, 0, k); i != 0 {
+		t.Fatalf("batch said to start a list where it does not: got %d", i)
+	}
+}

@@ -1,0 +1,97 @@
+package filter
+
+import (
+	"reflect"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/congrad-beam/congrad/transforms/aggregate"
+	"github.com/congrad-beam/congrad/transforms/lakeio"
+)
+
+// The heavy passes over sketch files (aggregation, scoring) need small side
+// data: the excluded pair ids and, to score, the consensus. Taking them as
+// Beam side inputs would be the natural wiring, but on Prism (Beam v2.77) a
+// stage with side inputs keeps the runner's scheduling loop spinning for as
+// long as one of its bundles runs: its readiness check passes with nothing
+// pending, and an ordinary stage is always rescheduled. Counted with a
+// patched runner on a 100k x 2048 select: about 1.7 million empty
+// reschedules in these two stages, some 4-5 s of a 22 s CPU run
+// (docs/perf/select.md). So the side data is bound into the split elements
+// by a stage that does nothing else (microseconds), a Reshuffle keeps that
+// stage from fusing with the read, and the read runs in a stage without
+// side inputs. Runners without the spin pay one small shuffle of a few
+// split elements.
+
+// BoundSplit is one sketch-file split with the side data of its pass.
+type BoundSplit struct {
+	Split    lakeio.Split
+	Excluded []string              // pair ids not to aggregate or score (Validation.Excluded)
+	Cons     []aggregate.Consensus // the consensus to score against (one), or none to aggregate
+}
+
+// bindSplits binds excluded (PCollection<string>) and, when valid, the
+// singleton consensus into every split, and breaks fusion after it.
+//
+//	PCollection<lakeio.Split> -> PCollection<BoundSplit>
+func bindSplits(s beam.Scope, splits, excluded, consensus beam.PCollection) beam.PCollection {
+	s = s.Scope("bind")
+	var bound beam.PCollection
+	if consensus.IsValid() {
+		bound = beam.ParDo(s, bindConsFn, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: consensus})
+	} else {
+		bound = beam.ParDo(s, bindFn, splits, beam.SideInput{Input: excluded})
+	}
+	return beam.Reshuffle(s, bound)
+}
+
+func collectExcluded(it func(*string) bool) []string {
+	var ids []string
+	var id string
+	for it(&id) {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func bindFn(sp lakeio.Split, excluded func(*string) bool) BoundSplit {
+	return BoundSplit{Split: sp, Excluded: collectExcluded(excluded)}
+}
+
+func bindConsFn(sp lakeio.Split, excluded func(*string) bool, cons func(*aggregate.Consensus) bool) BoundSplit {
+	b := BoundSplit{Split: sp, Excluded: collectExcluded(excluded)}
+	var c aggregate.Consensus
+	if cons(&c) {
+		b.Cons = []aggregate.Consensus{c}
+	}
+	return b
+}
+
+// excludedOf is b's excluded ids as a set.
+func (b BoundSplit) excludedOf() map[string]bool {
+	m := make(map[string]bool, len(b.Excluded))
+	for _, id := range b.Excluded {
+		m[id] = true
+	}
+	return m
+}
+
+// consIter reads b's consensus as the singleton side input would.
+func (b BoundSplit) consIter() func(*aggregate.Consensus) bool {
+	i := 0
+	return func(c *aggregate.Consensus) bool {
+		if i >= len(b.Cons) {
+			return false
+		}
+		*c = b.Cons[i]
+		i++
+		return true
+	}
+}
+
+func registerBind() {
+	beam.RegisterType(reflect.TypeOf(BoundSplit{}))
+	register.Function2x1(bindFn)
+	register.Function3x1(bindConsFn)
+}
