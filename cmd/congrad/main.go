@@ -18,10 +18,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -62,9 +65,61 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	finish := startCPUProfile(os.Getenv("CONGRAD_CPUPROFILE"), os.Stderr)
+	finishMem := startPeakHeapProfile(os.Getenv("CONGRAD_MEMPROFILE"), os.Stderr)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	finishMem()
 	finish()
 	os.Exit(code)
+}
+
+// startPeakHeapProfile keeps a pprof heap profile near the process's peak
+// live heap in path when path is set (CONGRAD_MEMPROFILE=heap.out): twice a
+// second it reads the live heap and, when that is 10% above the last
+// profile's, rewrites the profile (go tool pprof -sample_index=inuse_space).
+func startPeakHeapProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return func() {}
+	}
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var last uint64
+	write := func() {
+		metrics.Read(sample)
+		live := sample[0].Value.Uint64()
+		if live < last+last/10 {
+			return
+		}
+		last = live
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.Lookup("heap").WriteTo(f, 0)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "congrad: CONGRAD_MEMPROFILE:", err)
+			last = math.MaxUint64
+		}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				write()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		write()
+	}
 }
 
 // startCPUProfile writes a pprof CPU profile of the whole process (the

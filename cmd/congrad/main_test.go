@@ -146,3 +146,24 @@ func TestRunCommand(t *testing.T) {
 		t.Fatal("select did not rewrite the report with the top rule")
 	}
 }
+
+// CONGRAD_CPUPROFILE writes a pprof profile; a path that cannot be created
+// is reported on stderr and the run goes on.
+func TestStartCPUProfile(t *testing.T) {
+	var stderr bytes.Buffer
+	p := filepath.Join(t.TempDir(), "cpu.out")
+	finish := startCPUProfile(p, &stderr)
+	x := 0
+	for i := range 20_000_000 {
+		x += i % 7
+	}
+	finish()
+	if st, err := os.Stat(p); err != nil || st.Size() == 0 || stderr.Len() > 0 {
+		t.Fatalf("profile %s: %v (stderr %q, x=%d)", p, err, stderr.String(), x)
+	}
+	startCPUProfile(filepath.Join(t.TempDir(), "no", "such", "dir", "cpu.out"), &stderr)()
+	if !strings.Contains(stderr.String(), "CONGRAD_CPUPROFILE") {
+		t.Fatalf("unwritable profile path not reported: %q", stderr.String())
+	}
+	startCPUProfile("", &stderr)() // unset: nothing happens
+}

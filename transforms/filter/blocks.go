@@ -2,10 +2,13 @@ package filter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -474,7 +477,7 @@ func SplitFiles(s beam.Scope, pairSplits, decisions, failures, refs beam.PCollec
 	mustType("filter.SplitFiles", decisions, reflect.TypeOf(DecisionBlock{}))
 	mustType("filter.SplitFiles", failures, reflect.TypeOf(Failure{}))
 	mustType("filter.SplitFiles", refs, reflect.TypeOf(RefsBlock{}))
-	kept, dropped, decs, dead := beam.ParDo4(s, &splitFilesFn{}, pairSplits,
+	kept, dropped, decs, dead := beam.ParDo4(s, &splitFilesFn{Table: newTableToken()}, pairSplits,
 		beam.SideInput{Input: decisions}, beam.SideInput{Input: failures}, beam.SideInput{Input: refs})
 	return SplitResult{Kept: kept, Dropped: dropped, Decisions: decs, Dead: dead}
 }
@@ -545,15 +548,86 @@ func (t *decisionTable) load(decIt func(*DecisionBlock) bool, failIt func(*Failu
 	}
 }
 
-type splitFilesFn struct{ t *decisionTable }
+// splitFilesFn joins pair splits with the decision table. The table is
+// read-only once loaded and is shared by every instance of the DoFn in a
+// process that carries the same Table token (one per SplitFiles call):
+// Prism (and an SDK harness running bundles in parallel) builds one DoFn
+// instance per concurrent bundle, and at 1M pairs five private copies of
+// the ~200 MB table were most of select's peak memory (docs/perf/select.md).
+type splitFilesFn struct {
+	Table string // process-wide key of the shared table
+	t     *decisionTable
+}
+
+// sharedTables holds the decision tables by token, with their users.
+var sharedTables = struct {
+	sync.Mutex
+	m map[string]*sharedTable
+}{m: map[string]*sharedTable{}}
+
+type sharedTable struct {
+	once  sync.Once
+	t     *decisionTable
+	users int
+}
+
+// acquireTable returns the table of token, loading it with load when this
+// is its first user in the process.
+func acquireTable(token string, load func() *decisionTable) *decisionTable {
+	sharedTables.Lock()
+	st := sharedTables.m[token]
+	if st == nil {
+		st = &sharedTable{}
+		sharedTables.m[token] = st
+	}
+	st.users++
+	sharedTables.Unlock()
+	st.once.Do(func() { st.t = load() })
+	return st.t
+}
+
+// releaseTable drops one user of token's table; the last one frees it.
+func releaseTable(token string) {
+	sharedTables.Lock()
+	defer sharedTables.Unlock()
+	if st := sharedTables.m[token]; st != nil {
+		if st.users--; st.users <= 0 {
+			delete(sharedTables.m, token)
+		}
+	}
+}
+
+// newTableToken is a key no other SplitFiles of this or another pipeline
+// in the process uses.
+func newTableToken() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("filter.SplitFiles: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func (f *splitFilesFn) Teardown() {
+	if f.t != nil {
+		f.t = nil
+		releaseTable(f.Table)
+	}
+}
 
 func (f *splitFilesFn) ProcessElement(ctx context.Context, sp lakeio.Split,
 	decIt func(*DecisionBlock) bool, failIt func(*Failure) bool, refIt func(*RefsBlock) bool,
 	kept func(schemas.Pair), dropped func(schemas.Dropped), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) error {
 	if f.t == nil {
-		t := &decisionTable{}
-		t.load(decIt, failIt, refIt)
-		f.t = t
+		load := func() *decisionTable {
+			t := &decisionTable{}
+			t.load(decIt, failIt, refIt)
+			return t
+		}
+		if f.Table == "" { // built without SplitFiles: a private table
+			f.t = load()
+		} else {
+			f.t = acquireTable(f.Table, load)
+		}
 	}
 	t := f.t
 	deadPair := func(p schemas.Pair, reason string) {
