@@ -208,31 +208,42 @@ func TestSelectFilesGroupsNoPerPairElements(t *testing.T) {
 // docs/perf/select.md), so their side data is bound into the elements.
 func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
 	dir := t.TempDir()
-	p, s := beam.NewPipelineWithRoot()
-	if err := BuildSelect(s, selectConfig(dir, "positive")); err != nil {
-		t.Fatal(err)
-	}
-	edges, _, err := p.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]int{}
-	for _, e := range edges {
-		if e.Op != graph.ParDo || e.DoFn == nil {
-			continue
+	heavy := func(mod func(*Config)) map[string]int {
+		p, s := beam.NewPipelineWithRoot()
+		c := selectConfig(dir, "positive")
+		mod(&c)
+		if err := BuildSelect(s, c); err != nil {
+			t.Fatal(err)
 		}
-		name := e.DoFn.Name()
-		for _, heavy := range []string{"aggSplitFn", "scoreBlockSplitFn"} {
-			if strings.HasSuffix(name, heavy) {
-				found[heavy]++
-				if len(e.Input) != 1 {
-					t.Errorf("%s reads sketch values with %d side inputs", name, len(e.Input)-1)
+		edges, _, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := map[string]int{}
+		for _, e := range edges {
+			if e.Op != graph.ParDo || e.DoFn == nil {
+				continue
+			}
+			name := e.DoFn.Name()
+			for _, h := range []string{"aggSplitFn", "scoreBlockSplitFn", "bootSplitFn", "scorePlanSplitFn", "groupSplitFn"} {
+				if strings.HasSuffix(name, "."+h) {
+					found[h]++
+					if len(e.Input) != 1 {
+						t.Errorf("%s reads sketch values with %d side inputs", name, len(e.Input)-1)
+					}
 				}
 			}
 		}
+		return found
 	}
-	if found["aggSplitFn"] != 1 || found["scoreBlockSplitFn"] != 1 {
-		t.Fatalf("heavy passes found %v, want one of each", found)
+	if f := heavy(func(*Config) {}); f["aggSplitFn"] != 1 || f["scoreBlockSplitFn"] != 1 || len(f) != 2 {
+		t.Fatalf("default: heavy passes %v, want aggregation and scoring", f)
+	}
+	if f := heavy(func(c *Config) { c.Select.Gate = GateLeaveOut }); f["bootSplitFn"] != 1 || f["scorePlanSplitFn"] != 1 {
+		t.Fatalf("leave-out gate: heavy passes %v, want the gate bootstrap and plan scoring", f)
+	}
+	if f := heavy(func(c *Config) { c.Select.GroupSize = 8 }); f["groupSplitFn"] != 1 {
+		t.Fatalf("group scores: heavy passes %v, want grouping", f)
 	}
 }
 

@@ -10,8 +10,10 @@ import (
 	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
 
-// The heavy passes over sketch files (aggregation, scoring) need small side
-// data: the excluded pair ids and, to score, the consensus. Taking them as
+// The heavy passes over sketch files (aggregation, scoring, and the method
+// options' gate bootstrap, plan scoring and grouping) need small side data:
+// the excluded pair ids and, to score, the consensus (or the plan, the gate
+// references, the per-language counts). Taking them as
 // Beam side inputs would be the natural wiring, but on Prism (Beam v2.77) a
 // stage with side inputs keeps the runner's scheduling loop spinning for as
 // long as one of its bundles runs: its readiness check passes with nothing
@@ -29,6 +31,10 @@ type BoundSplit struct {
 	Split    lakeio.Split
 	Excluded []string              // pair ids not to aggregate or score (Validation.Excluded)
 	Cons     []aggregate.Consensus // the consensus to score against (one), or none to aggregate
+	// The method options' passes (method.go) bind one of these instead.
+	Plan   []Plan      // ScorePlanFiles: the plan (one)
+	Refs   []GateRefs  // GateBootsFiles: the gate references (one)
+	Counts []LangCount // GroupFiles: sketches per language
 }
 
 // bindSplits binds excluded (PCollection<string>) and, when valid, the
@@ -46,21 +52,55 @@ func bindSplits(s beam.Scope, splits, excluded, consensus beam.PCollection) beam
 	return beam.Reshuffle(s, bound)
 }
 
-func collectExcluded(it func(*string) bool) []string {
-	var ids []string
-	var id string
-	for it(&id) {
-		ids = append(ids, id)
+// bindSplitsWith is bindSplits for the method passes: bind is one of
+// bindPlanFn, bindRefsFn, bindCountsFn, taking side as its second side input.
+func bindSplitsWith(s beam.Scope, splits, excluded, side beam.PCollection, bind any) beam.PCollection {
+	s = s.Scope("bind")
+	return beam.Reshuffle(s, beam.ParDo(s, bind, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: side}))
+}
+
+func bindPlanFn(sp lakeio.Split, excluded func(*string) bool, plan func(*Plan) bool) BoundSplit {
+	return BoundSplit{Split: sp, Excluded: collect(excluded), Plan: collect(plan)}
+}
+
+func bindRefsFn(sp lakeio.Split, excluded func(*string) bool, refs func(*GateRefs) bool) BoundSplit {
+	return BoundSplit{Split: sp, Excluded: collect(excluded), Refs: collect(refs)}
+}
+
+func bindCountsFn(sp lakeio.Split, excluded func(*string) bool, counts func(*LangCount) bool) BoundSplit {
+	return BoundSplit{Split: sp, Excluded: collect(excluded), Counts: collect(counts)}
+}
+
+// collect reads a side input iterator into a slice.
+func collect[T any](it func(*T) bool) []T {
+	var xs []T
+	var x T
+	for it(&x) {
+		xs = append(xs, x)
+		x = *new(T)
 	}
-	return ids
+	return xs
+}
+
+// iterOf reads a slice as a side input iterator.
+func iterOf[T any](xs []T) func(*T) bool {
+	i := 0
+	return func(x *T) bool {
+		if i >= len(xs) {
+			return false
+		}
+		*x = xs[i]
+		i++
+		return true
+	}
 }
 
 func bindFn(sp lakeio.Split, excluded func(*string) bool) BoundSplit {
-	return BoundSplit{Split: sp, Excluded: collectExcluded(excluded)}
+	return BoundSplit{Split: sp, Excluded: collect(excluded)}
 }
 
 func bindConsFn(sp lakeio.Split, excluded func(*string) bool, cons func(*aggregate.Consensus) bool) BoundSplit {
-	b := BoundSplit{Split: sp, Excluded: collectExcluded(excluded)}
+	b := BoundSplit{Split: sp, Excluded: collect(excluded)}
 	var c aggregate.Consensus
 	if cons(&c) {
 		b.Cons = []aggregate.Consensus{c}
@@ -77,21 +117,11 @@ func (b BoundSplit) excludedOf() map[string]bool {
 	return m
 }
 
-// consIter reads b's consensus as the singleton side input would.
-func (b BoundSplit) consIter() func(*aggregate.Consensus) bool {
-	i := 0
-	return func(c *aggregate.Consensus) bool {
-		if i >= len(b.Cons) {
-			return false
-		}
-		*c = b.Cons[i]
-		i++
-		return true
-	}
-}
-
 func registerBind() {
 	beam.RegisterType(reflect.TypeOf(BoundSplit{}))
 	register.Function2x1(bindFn)
 	register.Function3x1(bindConsFn)
+	register.Function3x1(bindPlanFn)
+	register.Function3x1(bindRefsFn)
+	register.Function3x1(bindCountsFn)
 }

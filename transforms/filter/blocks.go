@@ -319,7 +319,7 @@ type scoreBlockSplitFn struct {
 func (f *scoreBlockSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(ScoreBlock), bad func(Failure)) error {
 	byLang := map[string][]keep.Scored{}
 	ok := func(x keep.Scored) { byLang[x.Lang] = append(byLang[x.Lang], x) }
-	ex, cons := b.excludedOf(), b.consIter()
+	ex, cons := b.excludedOf(), iterOf(b.Cons)
 	var sc scorer
 	err := eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
 		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {

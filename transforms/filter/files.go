@@ -199,7 +199,7 @@ type scoreSplitFn struct {
 }
 
 func (f *scoreSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok func(keep.Scored), bad func(Failure)) error {
-	ex, cons := b.excludedOf(), b.consIter()
+	ex, cons := b.excludedOf(), iterOf(b.Cons)
 	var sc scorer
 	return eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
 		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {

@@ -281,8 +281,7 @@ func splitKey(sp lakeio.Split) string { return fmt.Sprintf("%s\x00%020d", sp.Pat
 func GateBootsFiles(s beam.Scope, splits, excluded, refs beam.PCollection, m Method) beam.PCollection {
 	s = s.Scope("filter.GateBootsFiles")
 	o := m.gateOptions()
-	parts := beam.ParDo(s, &bootSplitFn{Files: m.Files, B: o.Boot.B, Seed: m.Seed}, splits,
-		beam.SideInput{Input: excluded}, beam.SideInput{Input: refs})
+	parts := beam.ParDo(s, &bootSplitFn{Files: m.Files, B: o.Boot.B, Seed: m.Seed}, bindSplitsWith(s, splits, excluded, refs, bindRefsFn))
 	return beam.ParDo(s, mergeBoots, beam.GroupByKey(s, parts))
 }
 
@@ -294,9 +293,9 @@ type bootSplitFn struct {
 	refs  refIndex
 }
 
-func (f *bootSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	refsIt func(*GateRefs) bool, emit func(string, BootPart)) error {
-	if err := f.refs.load(refsIt); err != nil {
+func (f *bootSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(string, BootPart)) error {
+	sp, excluded := b.Split, iterOf(b.Excluded)
+	if err := f.refs.load(iterOf(b.Refs)); err != nil {
 		return err
 	}
 	boots := map[string]*gate.PoissonBoot{}
@@ -575,7 +574,7 @@ func (x *planIndex) score(sk schemas.Sketch, ok func(keep.Scored), bad func(Fail
 //	PCollection<lakeio.Split>, PCollection<string>, singleton PCollection<Plan> -> (PCollection<keep.Scored>, PCollection<Failure>)
 func ScorePlanFiles(s beam.Scope, splits, excluded, plan beam.PCollection, o FileOptions) (scored, failed beam.PCollection) {
 	s = s.Scope("filter.ScorePlanFiles")
-	return beam.ParDo2(s, &scorePlanSplitFn{Files: o}, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: plan})
+	return beam.ParDo2(s, &scorePlanSplitFn{Files: o}, bindSplitsWith(s, splits, excluded, plan, bindPlanFn))
 }
 
 type scorePlanSplitFn struct {
@@ -584,9 +583,9 @@ type scorePlanSplitFn struct {
 	pl    planIndex
 }
 
-func (f *scorePlanSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	planIt func(*Plan) bool, ok func(keep.Scored), bad func(Failure)) error {
-	if err := f.pl.load(planIt); err != nil {
+func (f *scorePlanSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok func(keep.Scored), bad func(Failure)) error {
+	sp, excluded := b.Split, iterOf(b.Excluded)
+	if err := f.pl.load(iterOf(b.Plan)); err != nil {
 		return err
 	}
 	return eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
@@ -703,8 +702,7 @@ func GroupFiles(s beam.Scope, splits, excluded, counts beam.PCollection, m Metho
 	if held <= 0 {
 		held = maxGroupsPerFlush(m.Files.K)
 	}
-	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held}, splits,
-		beam.SideInput{Input: excluded}, beam.SideInput{Input: counts})
+	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held}, bindSplitsWith(s, splits, excluded, counts, bindCountsFn))
 }
 
 type groupSplitFn struct {
@@ -716,9 +714,9 @@ type groupSplitFn struct {
 	gi    groupIndex
 }
 
-func (f *groupSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, excluded func(*string) bool,
-	counts func(*LangCount) bool, member func(Member), part func(string, GroupPart)) error {
-	f.gi.load(counts, f.Size)
+func (f *groupSplitFn) ProcessElement(ctx context.Context, b BoundSplit, member func(Member), part func(string, GroupPart)) error {
+	sp, excluded := b.Split, iterOf(b.Excluded)
+	f.gi.load(iterOf(b.Counts), f.Size)
 	sums := map[string][]float64{}
 	flushes := 0
 	flush := func() {
@@ -953,18 +951,18 @@ func registerMethod() {
 	register.Combiner2[DirList, aggregate.Direction](&dirListFn{})
 	register.DoFn3x1[context.Context, lakeio.Split, func(string, accum.Mean), error](&anchorSplitFn{})
 	register.DoFn2x2[DirList, func(*DirList) bool, GateRefs, error](&refsFn{})
-	register.DoFn5x1[context.Context, lakeio.Split, func(*string) bool, func(*GateRefs) bool, func(string, BootPart), error](&bootSplitFn{})
+	register.DoFn3x1[context.Context, BoundSplit, func(string, BootPart), error](&bootSplitFn{})
 	register.Function2x2(mergeBoots)
 	register.DoFn3x1[schemas.Sketch, func(*GateRefs) bool, func(string, ProjRow), error](&projFn{})
 	register.DoFn2x2[string, func(*ProjRow) bool, LangBoot, error](&bootRowsFn{})
 	register.DoFn4x2[DirList, func(*aggregate.Consensus) bool, func(*LangBoot) bool, func(*DirList) bool, Plan, error](&planFn{})
-	register.DoFn6x1[context.Context, lakeio.Split, func(*string) bool, func(*Plan) bool, func(keep.Scored), func(Failure), error](&scorePlanSplitFn{})
+	register.DoFn4x1[context.Context, BoundSplit, func(keep.Scored), func(Failure), error](&scorePlanSplitFn{})
 	register.DoFn4x1[schemas.Sketch, func(*Plan) bool, func(keep.Scored), func(Failure), error](&scorePlanFn{})
 	register.Function2x2(partialCount)
 	register.Function2x1(sumInt64)
 	register.Function2x1(toLangCount)
 	register.Function1x2(sketchOne)
-	register.DoFn6x1[context.Context, lakeio.Split, func(*string) bool, func(*LangCount) bool, func(Member), func(string, GroupPart), error](&groupSplitFn{})
+	register.DoFn4x1[context.Context, BoundSplit, func(Member), func(string, GroupPart), error](&groupSplitFn{})
 	register.DoFn4x0[schemas.Sketch, func(*LangCount) bool, func(Member), func(string, GroupPart)](&groupFn{})
 	register.DoFn3x2[string, func(*GroupPart) bool, func(*Plan) bool, GroupScore, error](&groupScoreFn{})
 	register.DoFn4x1[Member, func(*GroupScore) bool, func(keep.Scored), func(Failure), error](&joinGroupFn{})
