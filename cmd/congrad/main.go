@@ -104,21 +104,26 @@ func startPeakHeapProfile(path string, stderr io.Writer) func() {
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				write()
-			}
-		}
+		tick(500*time.Millisecond, done, write)
 	}()
 	return func() {
 		close(done)
 		<-stopped
 		write()
+	}
+}
+
+// tick calls fn every d until done is closed.
+func tick(d time.Duration, done <-chan struct{}, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			fn()
+		}
 	}
 }
 

@@ -98,18 +98,9 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 	meter := progress.NewMeter(start, progressStages(cmd)...)
 	done := make(chan struct{})
 	if !o.quiet && o.progressEvery > 0 {
-		go func() {
-			t := time.NewTicker(time.Duration(o.progressEvery * float64(time.Second)))
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					fmt.Fprintln(stderr, meter.Line(time.Now(), backendStats()...))
-				}
-			}
-		}()
+		go tick(time.Duration(o.progressEvery*float64(time.Second)), done, func() {
+			fmt.Fprintln(stderr, meter.Line(time.Now(), backendStats()...))
+		})
 	}
 	fmt.Fprintf(stderr, "congrad %s: runner=%s out=%s\n", cmd, ro.Runner, cfg.Out)
 	res, err := runners.Run(ctx, ro, p)

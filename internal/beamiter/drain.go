@@ -13,3 +13,18 @@ func Drain[T any](next func(*T) bool) []T {
 	}
 	return out
 }
+
+// Of reads vs as an iterator-style input: each call copies the next value
+// into *v and reports whether there was one (the reverse of Drain, for
+// side data carried in an element instead of a side input).
+func Of[T any](vs []T) func(*T) bool {
+	i := 0
+	return func(v *T) bool {
+		if i >= len(vs) {
+			return false
+		}
+		*v = vs[i]
+		i++
+		return true
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
@@ -60,47 +61,23 @@ func bindSplitsWith(s beam.Scope, splits, excluded, side beam.PCollection, bind 
 }
 
 func bindPlanFn(sp lakeio.Split, excluded func(*string) bool, plan func(*Plan) bool) BoundSplit {
-	return BoundSplit{Split: sp, Excluded: collect(excluded), Plan: collect(plan)}
+	return BoundSplit{Split: sp, Excluded: beamiter.Drain(excluded), Plan: beamiter.Drain(plan)}
 }
 
 func bindRefsFn(sp lakeio.Split, excluded func(*string) bool, refs func(*GateRefs) bool) BoundSplit {
-	return BoundSplit{Split: sp, Excluded: collect(excluded), Refs: collect(refs)}
+	return BoundSplit{Split: sp, Excluded: beamiter.Drain(excluded), Refs: beamiter.Drain(refs)}
 }
 
 func bindCountsFn(sp lakeio.Split, excluded func(*string) bool, counts func(*LangCount) bool) BoundSplit {
-	return BoundSplit{Split: sp, Excluded: collect(excluded), Counts: collect(counts)}
-}
-
-// collect reads a side input iterator into a slice.
-func collect[T any](it func(*T) bool) []T {
-	var xs []T
-	var x T
-	for it(&x) {
-		xs = append(xs, x)
-		x = *new(T)
-	}
-	return xs
-}
-
-// iterOf reads a slice as a side input iterator.
-func iterOf[T any](xs []T) func(*T) bool {
-	i := 0
-	return func(x *T) bool {
-		if i >= len(xs) {
-			return false
-		}
-		*x = xs[i]
-		i++
-		return true
-	}
+	return BoundSplit{Split: sp, Excluded: beamiter.Drain(excluded), Counts: beamiter.Drain(counts)}
 }
 
 func bindFn(sp lakeio.Split, excluded func(*string) bool) BoundSplit {
-	return BoundSplit{Split: sp, Excluded: collect(excluded)}
+	return BoundSplit{Split: sp, Excluded: beamiter.Drain(excluded)}
 }
 
 func bindConsFn(sp lakeio.Split, excluded func(*string) bool, cons func(*aggregate.Consensus) bool) BoundSplit {
-	b := BoundSplit{Split: sp, Excluded: collect(excluded)}
+	b := BoundSplit{Split: sp, Excluded: beamiter.Drain(excluded)}
 	var c aggregate.Consensus
 	if cons(&c) {
 		b.Cons = []aggregate.Consensus{c}

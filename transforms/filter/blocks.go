@@ -16,6 +16,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -319,7 +320,7 @@ type scoreBlockSplitFn struct {
 func (f *scoreBlockSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(ScoreBlock), bad func(Failure)) error {
 	byLang := map[string][]keep.Scored{}
 	ok := func(x keep.Scored) { byLang[x.Lang] = append(byLang[x.Lang], x) }
-	ex, cons := b.excludedOf(), iterOf(b.Cons)
+	ex, cons := b.excludedOf(), beamiter.Of(b.Cons)
 	var sc scorer
 	err := eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
 		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {

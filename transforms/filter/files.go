@@ -13,6 +13,7 @@ import (
 
 	"github.com/congrad-beam/congrad/congrad/accum"
 	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -199,7 +200,7 @@ type scoreSplitFn struct {
 }
 
 func (f *scoreSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok func(keep.Scored), bad func(Failure)) error {
-	ex, cons := b.excludedOf(), iterOf(b.Cons)
+	ex, cons := b.excludedOf(), beamiter.Of(b.Cons)
 	var sc scorer
 	return eachSketch(ctx, b.Split, f.Files, func(sk schemas.Sketch) error {
 		if ex[sk.PairID] || checkSketch(sk, f.Files.K) != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/vec"
+	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -294,8 +295,8 @@ type bootSplitFn struct {
 }
 
 func (f *bootSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func(string, BootPart)) error {
-	sp, excluded := b.Split, iterOf(b.Excluded)
-	if err := f.refs.load(iterOf(b.Refs)); err != nil {
+	sp, excluded := b.Split, beamiter.Of(b.Excluded)
+	if err := f.refs.load(beamiter.Of(b.Refs)); err != nil {
 		return err
 	}
 	boots := map[string]*gate.PoissonBoot{}
@@ -584,8 +585,8 @@ type scorePlanSplitFn struct {
 }
 
 func (f *scorePlanSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok func(keep.Scored), bad func(Failure)) error {
-	sp, excluded := b.Split, iterOf(b.Excluded)
-	if err := f.pl.load(iterOf(b.Plan)); err != nil {
+	sp, excluded := b.Split, beamiter.Of(b.Excluded)
+	if err := f.pl.load(beamiter.Of(b.Plan)); err != nil {
 		return err
 	}
 	return eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
@@ -715,8 +716,8 @@ type groupSplitFn struct {
 }
 
 func (f *groupSplitFn) ProcessElement(ctx context.Context, b BoundSplit, member func(Member), part func(string, GroupPart)) error {
-	sp, excluded := b.Split, iterOf(b.Excluded)
-	f.gi.load(iterOf(b.Counts), f.Size)
+	sp, excluded := b.Split, beamiter.Of(b.Excluded)
+	f.gi.load(beamiter.Of(b.Counts), f.Size)
 	sums := map[string][]float64{}
 	flushes := 0
 	flush := func() {
