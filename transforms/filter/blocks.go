@@ -355,12 +355,7 @@ func scoreBlockCount(b ScoreBlock) LangCount { return LangCount{Lang: b.Lang, N:
 //	PCollection<ScoreBlock> -> (PCollection<DecisionBlock>, PCollection<Stats>)
 func RankBlocks(s beam.Scope, blocks beam.PCollection, opts Options) (decisions, stats beam.PCollection) {
 	s = s.Scope("filter.RankBlocks")
-	if opts.Keep.Rule == "" {
-		opts.Keep.Rule = keep.Positive
-	}
-	if err := ValidateKeep(opts.Keep); err != nil {
-		panic(fmt.Sprintf("filter.RankBlocks: %v", err))
-	}
+	opts = rankOptions("filter.RankBlocks", opts)
 	mustType("filter.RankBlocks", blocks, reflect.TypeOf(ScoreBlock{}))
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
 	if opts.Keep.Rule == keep.GlobalTop {

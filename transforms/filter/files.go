@@ -3,11 +3,9 @@ package filter
 import (
 	"context"
 	"fmt"
-	"math"
 	"reflect"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
@@ -97,31 +95,7 @@ var metaCols = []string{"pair_id", "lang", "ref_chosen_logps", "ref_rejected_log
 type stringCol interface{ Value(int) string }
 
 func (f *metaSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, emit func(Meta)) error {
-	return lakeio.EachBatch(ctx, sp, metaCols, BatchRows*64, func(rec arrow.RecordBatch) error {
-		col := func(name string) arrow.Array {
-			if idx := rec.Schema().FieldIndices(name); len(idx) > 0 {
-				return rec.Column(idx[0])
-			}
-			return nil
-		}
-		ids, ok1 := col("pair_id").(stringCol)
-		langs, ok2 := col("lang").(stringCol)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("filter: %s: pair_id and lang must be string columns", sp.Path)
-		}
-		refC, _ := col("ref_chosen_logps").(*array.Float64)
-		refR, _ := col("ref_rejected_logps").(*array.Float64)
-		ref := func(a *array.Float64, i int) float64 {
-			if a == nil || a.IsNull(i) {
-				return math.NaN()
-			}
-			return a.Value(i)
-		}
-		for i := 0; i < int(rec.NumRows()); i++ {
-			emit(Meta{PairID: ids.Value(i), Lang: langs.Value(i), RefChosenLogp: ref(refC, i), RefRejectedLogp: ref(refR, i)})
-		}
-		return nil
-	})
+	return eachMeta(ctx, sp, emit)
 }
 
 // eachSketch decodes the sketches of a split, BatchRows at a time.

@@ -205,18 +205,25 @@ func Score(s beam.Scope, sketches, consensus beam.PCollection) (scored, failed b
 	return beam.ParDo2(s, &scoreFn{}, sketches, beam.SideInput{Input: consensus})
 }
 
+// rankOptions defaults the keep rule to positive and panics (a construction
+// error, as for a wrong PCollection type) on an invalid one.
+func rankOptions(name string, opts Options) Options {
+	if opts.Keep.Rule == "" {
+		opts.Keep.Rule = keep.Positive
+	}
+	if err := ValidateKeep(opts.Keep); err != nil {
+		panic(fmt.Sprintf("%s: %v", name, err))
+	}
+	return opts
+}
+
 // Rank ranks scored pairs within each language and applies the keep rule.
 // It holds one language's (pair id, score) rows at a time, never sketches.
 //
 //	PCollection<keep.Scored> -> (PCollection<schemas.Decision>, PCollection<Stats>)
 func Rank(s beam.Scope, scored beam.PCollection, opts Options) (verdicts, stats beam.PCollection) {
 	s = s.Scope("filter.Rank")
-	if opts.Keep.Rule == "" {
-		opts.Keep.Rule = keep.Positive
-	}
-	if err := ValidateKeep(opts.Keep); err != nil {
-		panic(fmt.Sprintf("filter.Rank: %v", err))
-	}
+	opts = rankOptions("filter.Rank", opts)
 	mustType("filter.Rank", scored, reflect.TypeOf(keep.Scored{}))
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
 	if opts.Keep.Rule == keep.GlobalTop {
