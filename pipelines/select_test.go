@@ -202,10 +202,11 @@ func TestSelectFilesGroupsNoPerPairElements(t *testing.T) {
 	}
 }
 
-// The two passes that decode every sketch value (aggregation, scoring) run
-// in stages without side inputs: on Prism a stage with side inputs keeps the
-// scheduler spinning while its bundle runs (filter/bind.go,
-// docs/perf/select.md), so their side data is bound into the elements.
+// The passes that read whole splits (aggregation and scoring decode every
+// sketch value; SplitFiles reads every pair) run in stages without side
+// inputs: on Prism a stage with side inputs keeps the scheduler spinning
+// while its bundle runs (filter/bind.go, docs/perf/select.md), so their side
+// data is bound into the elements.
 func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
 	dir := t.TempDir()
 	heavy := func(mod func(*Config)) map[string]int {
@@ -225,19 +226,19 @@ func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
 				continue
 			}
 			name := e.DoFn.Name()
-			for _, h := range []string{"aggSplitFn", "scoreBlockSplitFn", "bootSplitFn", "scorePlanSplitFn", "groupSplitFn"} {
+			for _, h := range []string{"aggSplitFn", "scoreBlockSplitFn", "bootSplitFn", "scorePlanSplitFn", "groupSplitFn", "splitBoundFn"} {
 				if strings.HasSuffix(name, "."+h) {
 					found[h]++
 					if len(e.Input) != 1 {
-						t.Errorf("%s reads sketch values with %d side inputs", name, len(e.Input)-1)
+						t.Errorf("%s reads a whole split with %d side inputs", name, len(e.Input)-1)
 					}
 				}
 			}
 		}
 		return found
 	}
-	if f := heavy(func(*Config) {}); f["aggSplitFn"] != 1 || f["scoreBlockSplitFn"] != 1 || len(f) != 2 {
-		t.Fatalf("default: heavy passes %v, want aggregation and scoring", f)
+	if f := heavy(func(*Config) {}); f["aggSplitFn"] != 1 || f["scoreBlockSplitFn"] != 1 || f["splitBoundFn"] != 1 || len(f) != 3 {
+		t.Fatalf("default: heavy passes %v, want aggregation, scoring and the pair read", f)
 	}
 	if f := heavy(func(c *Config) { c.Select.Gate = GateLeaveOut }); f["bootSplitFn"] != 1 || f["scorePlanSplitFn"] != 1 {
 		t.Fatalf("leave-out gate: heavy passes %v, want the gate bootstrap and plan scoring", f)

@@ -136,3 +136,36 @@ func TestNullsRejected(t *testing.T) {
 		t.Errorf("null pair_id not reported: %v", err)
 	}
 }
+
+// TestSketchDecodeView: DecodeView gives the rows Decode gives, with the
+// values aliasing the record (a slice of it too) instead of copied.
+func TestSketchDecodeView(t *testing.T) {
+	c := schemas.SketchCodec{K: 4, Spec: "a"}
+	rows := schematest.Sketches(5, 4)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, c.Schema())
+	defer b.Release()
+	if err := c.Append(b, rows); err != nil {
+		t.Fatal(err)
+	}
+	full := b.NewRecordBatch()
+	defer full.Release()
+	rec := full.NewSlice(1, 4)
+	defer rec.Release()
+	copied, err := c.Decode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := c.DecodeView(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// %v, not DeepEqual: the rows hold NaN reference log-probs.
+	if len(view) != 3 || fmt.Sprint(view) != fmt.Sprint(copied) || fmt.Sprint(view) != fmt.Sprint(rows[1:4]) {
+		t.Fatalf("DecodeView %+v\nDecode %+v\nwrote %+v", view, copied, rows[1:4])
+	}
+	vals := full.Column(full.Schema().FieldIndices("values")[0]).(*array.FixedSizeList).ListValues().(*array.Float32).Float32Values()
+	vals[4] = 42 // row 1, value 0
+	if view[0].Values[0] != 42 || copied[0].Values[0] == 42 {
+		t.Errorf("after writing the record: view %v, copy %v (view must alias, copy must not)", view[0].Values[0], copied[0].Values[0])
+	}
+}

@@ -96,7 +96,15 @@ func (c SketchCodec) Append(b *array.RecordBuilder, rows []Sketch) error {
 	return nil
 }
 
-func (c SketchCodec) Decode(rec arrow.RecordBatch) ([]Sketch, error) {
+func (c SketchCodec) Decode(rec arrow.RecordBatch) ([]Sketch, error) { return c.decode(rec, true) }
+
+// DecodeView is Decode without copying the values: each Sketch's Values
+// aliases rec's float buffer, so it is valid only while rec's buffers are
+// (for lakeio.EachBatch, until its fn returns). For passes that read each
+// sketch once and keep nothing of its values.
+func (c SketchCodec) DecodeView(rec arrow.RecordBatch) ([]Sketch, error) { return c.decode(rec, false) }
+
+func (c SketchCodec) decode(rec arrow.RecordBatch, copyValues bool) ([]Sketch, error) {
 	if err := c.Check(rec.Schema()); err != nil {
 		return nil, err
 	}
@@ -112,8 +120,11 @@ func (c SketchCodec) Decode(rec arrow.RecordBatch) ([]Sketch, error) {
 		base := l.Data().Offset() * k
 		// One backing slice for the whole batch: a million small allocations
 		// would dominate reading time.
-		buf := make([]float32, len(out)*k)
-		copy(buf, vals[base:base+len(out)*k])
+		buf := vals[base : base+len(out)*k]
+		if copyValues {
+			buf = make([]float32, len(out)*k)
+			copy(buf, vals[base:base+len(out)*k])
+		}
 		for i := range out {
 			out[i].Values = buf[i*k : (i+1)*k : (i+1)*k]
 		}

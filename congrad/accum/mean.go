@@ -72,16 +72,29 @@ func (m *Mean) Add(v []float32) error {
 	if err := checkFinite(v); err != nil {
 		return err
 	}
-	L := exact.F32.Limbs
-	for c, x := range v {
-		if x != 0 {
-			exact.AddF32(m.Limbs[c*L:(c+1)*L], x)
-		}
+	m.add(v)
+	return nil
+}
+
+// AddFinite is Add for a vector the caller has already checked to be finite
+// (as filter's sketch checks do): it skips Add's scan for NaN and ±Inf. A
+// non-finite value corrupts the state without an error.
+func (m *Mean) AddFinite(v []float32) error {
+	if err := m.check(); err != nil {
+		return err
 	}
+	if len(v) != m.K {
+		return fmt.Errorf("%w: vector length %d, mean k=%d", ErrDim, len(v), m.K)
+	}
+	m.add(v)
+	return nil
+}
+
+func (m *Mean) add(v []float32) {
+	exact.AddF32s(m.Limbs, v)
 	m.N++
 	m.Adds++
 	m.maybeNormalize()
-	return nil
 }
 
 func (m *Mean) maybeNormalize() {

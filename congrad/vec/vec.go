@@ -202,7 +202,19 @@ func dot2(a, b []float32) (ab, aa float64) {
 
 // allFinite is a branch-free scan: a float32 is finite iff its bits without
 // the sign are below those of +Inf.
-func allFinite(a []float32) bool {
+func allFinite(a []float32) bool { return maxAbsBits(a) < 0x7f800000 }
+
+// FiniteNonzero reports, in one pass, whether every element of a is finite
+// (no NaN or ±Inf) and whether any is nonzero; for finite vectors, nonzero
+// is exactly Norm(a) != 0.
+func FiniteNonzero(a []float32) (finite, nonzero bool) {
+	m := maxAbsBits(a)
+	return m < 0x7f800000, m != 0
+}
+
+// maxAbsBits is the largest bit pattern of |a[i]|: >= 0x7f800000 when some
+// element is NaN or ±Inf, 0 when all are ±0.
+func maxAbsBits(a []float32) uint32 {
 	var m0, m1, m2, m3 uint32
 	for len(a) >= 4 {
 		m0 = max(m0, math.Float32bits(a[0])&0x7fffffff)
@@ -214,5 +226,5 @@ func allFinite(a []float32) bool {
 	for _, v := range a {
 		m0 = max(m0, math.Float32bits(v)&0x7fffffff)
 	}
-	return max(m0, m1, m2, m3) < 0x7f800000
+	return max(m0, m1, m2, m3)
 }

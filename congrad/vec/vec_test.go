@@ -117,6 +117,28 @@ func TestCheckFinite(t *testing.T) {
 	}
 }
 
+// TestFiniteNonzero: one pass agrees with CheckFinite and Norm != 0,
+// including the smallest subnormal (its square is still nonzero in float64)
+// and negative zero.
+func TestFiniteNonzero(t *testing.T) {
+	negZero := float32(math.Copysign(0, -1))
+	for _, a := range [][]float32{
+		{}, {0}, {negZero, 0, negZero}, {0, 0, 0, 0, 0, 1e-45}, {math.MaxFloat32, 0},
+		{1, 2, 3, 4, 5, 6, 7, 8, 9}, {0, 0, 0, 0, float32(math.NaN())}, {float32(math.Inf(-1)), 0},
+		{0, 0, 0, 0, 0, 0, 0, 0, float32(math.Inf(1))},
+	} {
+		finite, nonzero := FiniteNonzero(a)
+		if want := CheckFinite(a) == nil; finite != want {
+			t.Errorf("%v: finite=%v, CheckFinite says %v", a, finite, want)
+		}
+		if finite {
+			if want := Norm(a) != 0; nonzero != want {
+				t.Errorf("%v: nonzero=%v, Norm != 0 is %v", a, nonzero, want)
+			}
+		}
+	}
+}
+
 func TestTargetCosineNorm(t *testing.T) {
 	tg, _ := NewTarget([]float32{3, 4})
 	c, err := tg.CosineNorm([]float32{4, 3}, 5)

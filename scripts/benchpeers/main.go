@@ -2,7 +2,7 @@
 // runs `congrad select` and its DuckDB peer on: n pairs in 10 languages
 // (pairs-00000-of-00001.parquet) and their k-dimensional sketches
 // (sketches-0000i-of-0000s.parquet), written as lakeio.Write writes them
-// (zstd Parquet, Arrow schema and sketch spec stored, 65536-row row
+// (zstd Parquet with lakeio.ParquetProps, Arrow schema and sketch spec stored, 65536-row row
 // groups, rows sorted by pair id). The same n, k and seed give the same
 // bytes. Rows are generated and written one batch at a time, so a million
 // sketches at k=2048 need no more memory than one batch.
@@ -21,12 +21,12 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
+
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/congrad-beam/congrad/congrad/sketch"
 	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
 
 var langs = []string{"ar", "de", "en", "es", "fr", "hi", "ja", "ru", "th", "zh"}
@@ -95,7 +95,7 @@ func write[T any](path string, c schemas.Codec[T], n int, row func(i int) T) err
 	if err != nil {
 		return err
 	}
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithMaxRowGroupLength(65536))
+	props := lakeio.ParquetProps(c.Schema(), 65536, memory.DefaultAllocator) // as congrad writes them
 	fw, err := pqarrow.NewFileWriter(c.Schema(), f, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return err

@@ -37,16 +37,29 @@ func NewPartials(opts Options) *Partials {
 
 // Add adds one sketch's values (K finite values; anything else is an error).
 func (p *Partials) Add(lang string, step int64, v []float32) error {
+	if err := p.of(lang, step).Add(v); err != nil {
+		return fmt.Errorf("aggregate: add sketch of %q: %w", lang, err)
+	}
+	return nil
+}
+
+// AddFinite is Add for a vector already checked to be finite (see
+// accum.Mean.AddFinite).
+func (p *Partials) AddFinite(lang string, step int64, v []float32) error {
+	if err := p.of(lang, step).AddFinite(v); err != nil {
+		return fmt.Errorf("aggregate: add sketch of %q: %w", lang, err)
+	}
+	return nil
+}
+
+func (p *Partials) of(lang string, step int64) *accum.Mean {
 	key := Key(p.opts.Method, lang, step)
 	m, ok := p.m[key]
 	if !ok {
 		m = accum.NewMean(p.opts.K)
 		p.m[key] = m
 	}
-	if err := m.Add(v); err != nil {
-		return fmt.Errorf("aggregate: add sketch of %q: %w", lang, err)
-	}
-	return nil
+	return m
 }
 
 // Flush emits every accumulator in key order and empties p.

@@ -457,10 +457,17 @@ func (f *decisionBatchFn) FinishBundle(_ context.Context, emit func(DecisionBloc
 
 // SplitFiles is Split for pairs read from files: each pair split is read
 // in one call and every pair is joined with its decision, failures,
-// reference log-probs and duplicate mark, which come as side inputs and
-// are held as one compact table per DoFn instance. Each pair leaves in
-// exactly one of Kept, Dropped or Dead with the reason Split would give it;
-// failures without a pair are ValidateBlocks' Orphans.
+// reference log-probs and duplicate mark. Each pair leaves in exactly one
+// of Kept, Dropped or Dead with the reason Split would give it; failures
+// without a pair are ValidateBlocks' Orphans.
+//
+// The join runs in two stages (see bind.go for why a long read must not
+// have side inputs on Prism): bindPairsFn, with the decisions, failures and
+// reference log-probs as side inputs (one compact table per process), reads
+// only the pair_id column of a split and binds the verdict of each row into
+// the split element; after a Reshuffle, splitBoundFn reads the whole pairs
+// and emits the kept, dropped, decision and dead-letter rows to the writers
+// fused after it, with no side inputs.
 //
 // failures holds ValidationFiles.DupPairs too: a duplicate_pair reason
 // decides before any other failure of the id, as in Split.
@@ -473,8 +480,9 @@ func SplitFiles(s beam.Scope, pairSplits, decisions, failures, refs beam.PCollec
 	mustType("filter.SplitFiles", decisions, reflect.TypeOf(DecisionBlock{}))
 	mustType("filter.SplitFiles", failures, reflect.TypeOf(Failure{}))
 	mustType("filter.SplitFiles", refs, reflect.TypeOf(RefsBlock{}))
-	kept, dropped, decs, dead := beam.ParDo4(s, &splitFilesFn{Table: newTableToken()}, pairSplits,
+	bound := beam.ParDo(s, &bindPairsFn{Table: newTableToken()}, pairSplits,
 		beam.SideInput{Input: decisions}, beam.SideInput{Input: failures}, beam.SideInput{Input: refs})
+	kept, dropped, decs, dead := beam.ParDo4(s, &splitBoundFn{}, beam.Reshuffle(s, bound))
 	return SplitResult{Kept: kept, Dropped: dropped, Decisions: decs, Dead: dead}
 }
 
@@ -544,13 +552,13 @@ func (t *decisionTable) load(decIt func(*DecisionBlock) bool, failIt func(*Failu
 	}
 }
 
-// splitFilesFn joins pair splits with the decision table. The table is
+// bindPairsFn binds each pair split's verdicts (BoundPairs). The table is
 // read-only once loaded and is shared by every instance of the DoFn in a
 // process that carries the same Table token (one per SplitFiles call):
 // Prism (and an SDK harness running bundles in parallel) builds one DoFn
 // instance per concurrent bundle, and at 1M pairs five private copies of
 // the ~200 MB table were most of select's peak memory (docs/perf/select.md).
-type splitFilesFn struct {
+type bindPairsFn struct {
 	Table string // process-wide key of the shared table
 	t     *decisionTable
 }
@@ -603,16 +611,15 @@ func newTableToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (f *splitFilesFn) Teardown() {
+func (f *bindPairsFn) Teardown() {
 	if f.t != nil {
 		f.t = nil
 		releaseTable(f.Table)
 	}
 }
 
-func (f *splitFilesFn) ProcessElement(ctx context.Context, sp lakeio.Split,
-	decIt func(*DecisionBlock) bool, failIt func(*Failure) bool, refIt func(*RefsBlock) bool,
-	kept func(schemas.Pair), dropped func(schemas.Dropped), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) error {
+func (f *bindPairsFn) ProcessElement(ctx context.Context, sp lakeio.Split,
+	decIt func(*DecisionBlock) bool, failIt func(*Failure) bool, refIt func(*RefsBlock) bool) (BoundPairs, error) {
 	if f.t == nil {
 		load := func() *decisionTable {
 			t := &decisionTable{}
@@ -626,45 +633,77 @@ func (f *splitFilesFn) ProcessElement(ctx context.Context, sp lakeio.Split,
 		}
 	}
 	t := f.t
+	var b verdictWriter
+	err := lakeio.EachBatch(ctx, sp, []string{"pair_id"}, BatchRows*64, func(rec arrow.RecordBatch) error {
+		ids, ok := column(rec, "pair_id").(stringCol)
+		if !ok {
+			return fmt.Errorf("filter: %s: pair_id must be a string column", sp.Path)
+		}
+		for i := 0; i < int(rec.NumRows()); i++ {
+			id := ids.Value(i)
+			// The cases of splitFn, in its order (a language mismatch is
+			// checked by splitBoundFn, which reads the pair's language).
+			if r, ok := t.dups[id]; ok {
+				b.dead(id, r)
+				continue
+			}
+			if r, ok := t.fails[id]; ok {
+				b.dead(id, r)
+				continue
+			}
+			j, ok := t.idx[id]
+			switch {
+			case !ok:
+				b.dead(id, reason(KindNoSketch, "no sketch for this pair"))
+			case t.rows[j].n > 1:
+				b.dead(id, reason(KindDuplicate, "%d verdicts for one pair", t.rows[j].n))
+			default:
+				b.decided(id, t, t.rows[j])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return BoundPairs{}, err
+	}
+	return BoundPairs{Split: sp, Strs: b.strs, Rows: b.buf, N: b.n}, nil
+}
+
+// splitBoundFn reads the pairs of a bound split and sends each where its
+// verdict says.
+type splitBoundFn struct{}
+
+func (f *splitBoundFn) ProcessElement(ctx context.Context, b BoundPairs,
+	kept func(schemas.Pair), dropped func(schemas.Dropped), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) error {
 	deadPair := func(p schemas.Pair, reason string) {
 		count(ctx, OutDead, p.Lang)
 		dead(schemas.DeadLetter{Stage: Stage, Source: p.PairID, Row: -1, Reason: reason, Payload: payload(p)})
 	}
+	vr := verdictReader{b: b}
 	codec := schemas.PairCodec{}
-	return lakeio.EachBatch(ctx, sp, nil, BatchRows, func(rec arrow.RecordBatch) error {
+	err := lakeio.EachBatch(ctx, b.Split, nil, BatchRows, func(rec arrow.RecordBatch) error {
 		ps, err := codec.Decode(rec)
 		if err != nil {
-			return fmt.Errorf("filter: %s: %w", sp.Path, err)
+			return fmt.Errorf("filter: %s: %w", b.Split.Path, err)
 		}
 		for _, p := range ps {
-			// The cases of splitFn, in its order.
-			if r, ok := t.dups[p.PairID]; ok {
-				deadPair(p, r)
+			v, err := vr.next(p.PairID)
+			if err != nil {
+				return err
+			}
+			if v.dead != "" {
+				deadPair(p, v.dead)
 				continue
 			}
-			if r, ok := t.fails[p.PairID]; ok {
-				deadPair(p, r)
+			if v.lang != p.Lang {
+				deadPair(p, reason(KindLangMismatch, "sketch language %q differs from pair language %q", v.lang, p.Lang))
 				continue
 			}
-			i, ok := t.idx[p.PairID]
-			if !ok {
-				deadPair(p, reason(KindNoSketch, "no sketch for this pair"))
-				continue
+			if v.hasRef && !math.IsNaN(v.refC) {
+				p.RefChosenLogp, p.RefRejectedLogp = v.refC, v.refR
 			}
-			row := t.rows[i]
-			switch {
-			case row.n > 1:
-				deadPair(p, reason(KindDuplicate, "%d verdicts for one pair", row.n))
-				continue
-			case t.strs[row.lang] != p.Lang:
-				deadPair(p, reason(KindLangMismatch, "sketch language %q differs from pair language %q", t.strs[row.lang], p.Lang))
-				continue
-			}
-			if row.hasRef && !math.IsNaN(row.refC) {
-				p.RefChosenLogp, p.RefRejectedLogp = row.refC, row.refR
-			}
-			d := schemas.Decision{PairID: p.PairID, Lang: t.strs[row.lang], Score: row.score, Rank: int(row.rank), Kept: row.kept,
-				Reason: t.strs[row.reason], ScoreType: t.strs[row.scoreType], Target: t.strs[row.target], Rule: t.strs[row.rule], Gate: t.strs[row.gate]}
+			d := schemas.Decision{PairID: p.PairID, Lang: v.lang, Score: v.score, Rank: int(v.rank), Kept: v.kept,
+				Reason: v.reason, ScoreType: v.scoreType, Target: v.target, Rule: v.rule, Gate: v.gate}
 			decisions(d)
 			if d.Kept {
 				count(ctx, OutKept, p.Lang)
@@ -676,6 +715,10 @@ func (f *splitFilesFn) ProcessElement(ctx context.Context, sp lakeio.Split,
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return vr.done()
 }
 
 // eachMeta calls fn with the Meta rows of a sketch split (the values
@@ -707,13 +750,15 @@ func registerBlocks() {
 	register.DoFn4x1[context.Context, lakeio.Split, func(int, MetaBlock), func(LangCount), error](&metaBlockSplitFn{})
 	register.Function1x2(shardFailure)
 	register.Function1x1(failureID)
-	// The two DoFns with nine and ten parameters run once per shard or
-	// split, so reflection's per-call cost does not matter and they are
-	// registered by type. (This package's compile needs ~7 GB with or
+	// validateShardFn and splitBoundFn run once per shard or split, so
+	// reflection's per-call cost does not matter and they are registered
+	// by type. (This package's compile needs ~7 GB with or
 	// without their generic register.DoFnNxM instantiations; measured,
 	// cause not found yet.)
 	beam.RegisterType(reflect.TypeOf((*validateShardFn)(nil)).Elem())
-	beam.RegisterType(reflect.TypeOf((*splitFilesFn)(nil)).Elem())
+	register.DoFn5x2[context.Context, lakeio.Split, func(*DecisionBlock) bool, func(*Failure) bool, func(*RefsBlock) bool, BoundPairs, error](&bindPairsFn{})
+	beam.RegisterType(reflect.TypeOf((*splitBoundFn)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf(BoundPairs{}))
 	register.DoFn4x1[context.Context, BoundSplit, func(ScoreBlock), func(Failure), error](&scoreBlockSplitFn{})
 	register.Function1x1(scoreBlockCount)
 	register.Function1x2(keyScoreBlock)

@@ -98,11 +98,13 @@ func (f *metaSplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, emit 
 	return eachMeta(ctx, sp, emit)
 }
 
-// eachSketch decodes the sketches of a split, BatchRows at a time.
+// eachSketch decodes the sketches of a split, BatchRows at a time. The
+// values are not copied out of the batch: sk.Values is valid only during
+// fn's call (every pass reads them once and keeps sums or scores).
 func eachSketch(ctx context.Context, sp lakeio.Split, o FileOptions, fn func(schemas.Sketch) error) error {
 	codec := schemas.SketchCodec{K: o.K, Spec: o.Spec}
 	return lakeio.EachBatch(ctx, sp, nil, BatchRows, func(rec arrow.RecordBatch) error {
-		sks, err := codec.Decode(rec)
+		sks, err := codec.DecodeView(rec)
 		if err != nil {
 			return fmt.Errorf("filter: %s: %w", sp.Path, err)
 		}
@@ -147,7 +149,7 @@ func (f *aggSplitFn) ProcessElement(ctx context.Context, b BoundSplit, emit func
 			bad(Failure{PairID: sk.PairID, Lang: sk.Lang, Reason: r})
 			return nil
 		}
-		return p.Add(sk.Lang, sk.Step, sk.Values)
+		return p.AddFinite(sk.Lang, sk.Step, sk.Values) // checkSketch checked
 	})
 	if err != nil {
 		return err

@@ -166,9 +166,12 @@ func checkSketch(sk schemas.Sketch, k int) string {
 		return reason(KindInvalid, "sketch without lang")
 	case len(sk.Values) != k:
 		return reason(KindInvalid, "sketch has %d values, want k=%d", len(sk.Values), k)
-	case vec.CheckFinite(sk.Values) != nil:
+	}
+	// One pass for both value checks (finite, then nonzero: Norm != 0).
+	switch finite, nonzero := vec.FiniteNonzero(sk.Values); {
+	case !finite:
 		return reason(KindInvalid, "non-finite sketch value")
-	case vec.Norm(sk.Values) == 0:
+	case !nonzero:
 		return reason(KindInvalid, "zero sketch: cosine undefined")
 	}
 	return ""

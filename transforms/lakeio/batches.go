@@ -52,7 +52,8 @@ func splitsOf(s beam.Scope, glob string, elemType reflect.Type, opts ReadOptions
 // each (Parquet; an Arrow file's batches are as written). cols, when non-nil,
 // names the flat Parquet columns to read. Parquet pages are
 // streamed through a small buffer, so memory is about one batch whatever
-// the size of a row group.
+// the size of a row group. rec and its buffers are only valid until fn
+// returns (the next batch may reuse them): fn copies what it keeps.
 func EachBatch(ctx context.Context, sp Split, cols []string, batchRows int, fn func(rec arrow.RecordBatch) error) error {
 	if sp.Format != Parquet {
 		return readBatches(ctx, sp, cols, func(rec arrow.RecordBatch, _ int64) error { return fn(rec) })

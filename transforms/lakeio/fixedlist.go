@@ -144,16 +144,24 @@ type floatLeaf struct {
 	path     string
 	cr       *file.Float32ColumnChunkReader
 	def, rep []int16
+	vals     []float32 // reused by every read
 }
 
 // levelChunk bounds the level buffers: levels are read and checked this
 // many values at a time, whatever the batch size.
 const levelChunk = 1 << 16
 
-// read returns the next n rows' n*k values, checking their levels.
+// read returns the next n rows' n*k values, checking their levels. The
+// slice is overwritten by the next read.
 func (s *floatLeaf) read(n int) ([]float32, error) {
 	want := n * s.k
-	vals := make([]float32, want)
+	// One buffer for every batch: the record built on it is only valid
+	// during EachBatch's fn (as pqarrow's own records are), and allocating
+	// 8 MB per batch cost more in zeroing than the decode of the levels.
+	if cap(s.vals) < want {
+		s.vals = make([]float32, want)
+	}
+	vals := s.vals[:want]
 	if s.def == nil {
 		s.def, s.rep = make([]int16, levelChunk), make([]int16, levelChunk)
 	}

@@ -25,8 +25,19 @@ func batchesOf(t *testing.T, sp Split, batchRows int, direct bool) []arrow.Recor
 	defer func() { directFixedList = old }()
 	var out []arrow.RecordBatch
 	err := EachBatch(context.Background(), sp, nil, batchRows, func(rec arrow.RecordBatch) error {
-		rec.Retain()
-		out = append(out, rec)
+		// A copy: the batch's buffers are only valid during fn.
+		cols := make([]arrow.Array, rec.NumCols())
+		for i, c := range rec.Columns() {
+			cp, err := array.Concatenate([]arrow.Array{c}, memory.DefaultAllocator)
+			if err != nil {
+				return err
+			}
+			cols[i] = cp
+		}
+		out = append(out, array.NewRecordBatch(rec.Schema(), cols, rec.NumRows()))
+		for _, c := range cols {
+			c.Release()
+		}
 		return nil
 	})
 	if err != nil {

@@ -262,6 +262,46 @@ func removeQuietly(ctx context.Context, fs filesystem.Interface, p string) {
 	}
 }
 
+// ParquetProps are the writer properties of the Parquet files lakeio
+// writes: zstd, row groups of at most rowGroupRows rows, and float32 leaves
+// inside lists (the sketch values) in BYTE_STREAM_SPLIT encoding without a
+// dictionary. Sketch values are close to random float32s: zstd over their
+// plain bytes saves about 7% and its Huffman stage was the largest single
+// cost of reading them (docs/perf/select.md); split into byte streams, the
+// exponent bytes compress and the mantissa bytes are stored raw, so the
+// file is smaller and decoding is mostly a copy. Readers of Parquet 2.x
+// (arrow, DuckDB, pyarrow, Spark) read the encoding.
+func ParquetProps(schema *arrow.Schema, rowGroupRows int, mem memory.Allocator) *parquet.WriterProperties {
+	opts := []parquet.WriterProperty{
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithMaxRowGroupLength(int64(rowGroupRows)),
+		parquet.WithAllocator(mem),
+	}
+	for _, path := range splitFloatLeaves(schema) {
+		opts = append(opts, parquet.WithDictionaryFor(path, false),
+			parquet.WithEncodingFor(path, parquet.Encodings.ByteStreamSplit))
+	}
+	return parquet.NewWriterProperties(opts...)
+}
+
+// splitFloatLeaves lists the dotted Parquet paths of schema's float32
+// leaves that sit inside a list. (Judge score lists are float64 and few,
+// often repeated values: they keep the dictionary.)
+func splitFloatLeaves(schema *arrow.Schema) []string {
+	sc, err := pqarrow.ToParquet(schema, nil, pqarrow.DefaultWriterProps())
+	if err != nil {
+		return nil // the writer reports the schema error itself
+	}
+	var paths []string
+	for i := 0; i < sc.NumColumns(); i++ {
+		col := sc.Column(i)
+		if col.PhysicalType() == parquet.Types.Float && col.MaxRepetitionLevel() > 0 {
+			paths = append(paths, col.Path())
+		}
+	}
+	return paths
+}
+
 // encode streams rows to w in batches of p.RowGroupRows.
 func encode(c anyCodec, rows rowSet, w io.Writer, p shardParams) error {
 	mem := memory.DefaultAllocator
@@ -270,11 +310,7 @@ func encode(c anyCodec, rows rowSet, w io.Writer, p shardParams) error {
 	var closeFn func() error
 	switch p.Format {
 	case Parquet:
-		props := parquet.NewWriterProperties(
-			parquet.WithCompression(compress.Codecs.Zstd),
-			parquet.WithMaxRowGroupLength(int64(p.RowGroupRows)),
-			parquet.WithAllocator(mem),
-		)
+		props := ParquetProps(schema, p.RowGroupRows, mem)
 		// The footer passes through footerSorter: see footer.go for why.
 		fs := &footerSorter{w: w}
 		fw, err := pqarrow.NewFileWriter(schema, fs, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))

@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -168,5 +170,66 @@ func TestWriteEmpty(t *testing.T) {
 	passert.Empty(s, ReadDecisions(s, prefix+"-*.parquet", ReadOptions{}))
 	if err := ptest.Run(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSketchValuesByteStreamSplit: sketch files store the values in
+// BYTE_STREAM_SPLIT without a dictionary (ParquetProps), the other columns
+// keep the default encodings, and the values read back unchanged.
+func TestSketchValuesByteStreamSplit(t *testing.T) {
+	if got := splitFloatLeaves(schemas.SketchCodec{K: testK, Spec: testSpec}.Schema()); len(got) != 1 || got[0] != "values.list.element" {
+		t.Fatalf("float list leaves of the sketch schema: %q", got)
+	}
+	if got := splitFloatLeaves(schemas.PairCodec{}.Schema()); len(got) != 0 {
+		t.Fatalf("float list leaves of the pair schema: %q", got)
+	}
+	dir := t.TempDir()
+	sketches := schematest.Sketches(300, testK)
+	p, s := beam.NewPipelineWithRoot()
+	Write(s, dir+"/sketches", beam.CreateList(s, sketches), WriteOptions{Shards: 1, RowGroupRows: 100, SketchK: testK, SketchSpec: testSpec})
+	if err := ptest.Run(p); err != nil {
+		t.Fatal(err)
+	}
+	path := ShardName(dir+"/sketches", 0, 1, Parquet)
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	sc := pf.MetaData().Schema
+	for rg := 0; rg < pf.NumRowGroups(); rg++ {
+		for c := 0; c < sc.NumColumns(); c++ {
+			cc, err := pf.MetaData().RowGroup(rg).ColumnChunk(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var encs []string
+			for _, e := range cc.Encodings() {
+				encs = append(encs, e.String())
+			}
+			bss := slices.Contains(encs, "BYTE_STREAM_SPLIT")
+			if sc.Column(c).Path() == "values.list.element" {
+				if !bss || cc.HasDictionaryPage() {
+					t.Errorf("row group %d values: encodings %v, dictionary page %v", rg, encs, cc.HasDictionaryPage())
+				}
+			} else if bss {
+				t.Errorf("row group %d %s: encodings %v", rg, sc.Column(c).Path(), encs)
+			}
+		}
+	}
+	got := map[string][]float32{}
+	if err := EachBatch(context.Background(), Split{Path: path, Format: Parquet, End: int64(pf.NumRowGroups())}, nil, 64, func(rec arrow.RecordBatch) error {
+		rows, err := schemas.SketchCodec{K: testK, Spec: testSpec}.Decode(rec)
+		for _, r := range rows {
+			got[r.PairID] = r.Values
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sk := range sketches {
+		if !slices.Equal(got[sk.PairID], sk.Values) {
+			t.Fatalf("%s: values %v, wrote %v", sk.PairID, got[sk.PairID], sk.Values)
+		}
 	}
 }

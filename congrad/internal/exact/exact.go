@@ -58,6 +58,38 @@ func AddF32(l []int64, v float32) {
 	w[1] += hi
 }
 
+// f32Limbs is F32.Limbs as a constant, for AddF32s' index arithmetic.
+const f32Limbs = 10
+
+// AddF32s adds every v[c] exactly to coordinate c's F32 accumulator,
+// l[c*F32.Limbs : (c+1)*F32.Limbs], skipping zeros: AddF32 for a whole
+// vector in one loop (the per-coordinate slicing cost as much as the adds).
+// len(l) must be at least len(v)*F32.Limbs and the values finite.
+func AddF32s(l []int64, v []float32) {
+	l = l[:len(v)*f32Limbs]
+	for c, x := range v {
+		b := math.Float32bits(x)
+		if b<<1 == 0 {
+			continue // ±0
+		}
+		e := (b >> 23) & 0xff
+		m := uint64(b & 0x7fffff)
+		if e != 0 {
+			m |= 1 << 23
+		} else {
+			e = 1
+		}
+		p := e - 1
+		mag := m << (p & 31)
+		neg := -int64(b >> 31)
+		lo := (int64(mag&0xffffffff) ^ neg) - neg
+		hi := (int64(mag>>32) ^ neg) - neg
+		j := c*f32Limbs + int(p>>5) // p>>5 <= 7, so j+1 stays in coordinate c
+		l[j] += lo
+		l[j+1] += hi
+	}
+}
+
 // AddF64 adds v exactly to accumulator l of format f. v must be finite, an
 // integer multiple of 2^f.Min, and small enough for the format; both hold for
 // the callers in this module by construction (see the call sites).

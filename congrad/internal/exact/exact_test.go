@@ -37,6 +37,39 @@ func ratOfLimbs(l []int64, f Format) *big.Rat {
 	return r.Quo(r, scale)
 }
 
+// TestAddF32sMatchesAddF32: the vector form leaves the same limbs as AddF32
+// per coordinate, over the whole finite range (and the largest values and
+// both zeros explicitly).
+func TestAddF32sMatchesAddF32(t *testing.T) {
+	if F32.Limbs != f32Limbs {
+		t.Fatalf("F32.Limbs = %d, AddF32s assumes %d", F32.Limbs, f32Limbs)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	const k = 37
+	got := make([]int64, k*F32.Limbs)
+	want := make([]int64, k*F32.Limbs)
+	special := []float32{math.MaxFloat32, -math.MaxFloat32, float32(math.Copysign(0, -1)), 0,
+		math.Float32frombits(1), -math.Float32frombits(1), math.SmallestNonzeroFloat32}
+	for trial := 0; trial < 200; trial++ {
+		v := make([]float32, k)
+		for c := range v {
+			v[c] = randF32(r)
+			if r.IntN(5) == 0 {
+				v[c] = special[r.IntN(len(special))]
+			}
+		}
+		AddF32s(got, v)
+		for c, x := range v {
+			AddF32(want[c*F32.Limbs:(c+1)*F32.Limbs], x)
+		}
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("limb %d (coordinate %d): %d, want %d", i, i/F32.Limbs, got[i], want[i])
+		}
+	}
+}
+
 func TestAddF32MatchesBigRat(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for trial := 0; trial < 300; trial++ {
