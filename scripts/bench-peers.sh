@@ -12,7 +12,9 @@ N=${N:-100000}
 K=${K:-2048}
 THREADS=${THREADS:-2}
 WORK=${WORK:-out/bench-peers}
-LAKE="$WORK/lake-n$N-k$K"
+# "bss": sketch values in BYTE_STREAM_SPLIT, as congrad writes them since
+# issue 12's session 6 (older lakes in $WORK were plain zstd; not reused).
+LAKE="$WORK/lake-bss-n$N-k$K"
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench-peers needs GNU time at $TIME (apt-get install time)"; exit 1; }
 
