@@ -307,3 +307,28 @@ func FuzzMeanNoPanic(f *testing.F) {
 		_, _ = e.Result()
 	})
 }
+
+// TestAddFiniteMatchesAdd: the unchecked add leaves the state Add leaves,
+// and still refuses a wrong length or a broken state.
+func TestAddFiniteMatchesAdd(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	a, b := NewMean(16), NewMean(16)
+	for i := 0; i < 50; i++ {
+		v := randVec(r, 16)
+		if err := a.Add(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.AddFinite(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("AddFinite and Add left different states")
+	}
+	if err := b.AddFinite([]float32{1}); !errors.Is(err, ErrDim) {
+		t.Fatalf("short vector: %v", err)
+	}
+	if err := (&Mean{K: 2, Limbs: make([]int64, 3)}).AddFinite([]float32{1, 2}); !errors.Is(err, ErrDim) {
+		t.Fatalf("corrupt state: %v", err)
+	}
+}

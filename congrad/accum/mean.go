@@ -63,11 +63,8 @@ func (m *Mean) check() error {
 
 // Add adds one vector. Errors: ErrDim, ErrNonFinite (accumulator unchanged).
 func (m *Mean) Add(v []float32) error {
-	if err := m.check(); err != nil {
+	if err := m.fits(v); err != nil {
 		return err
-	}
-	if len(v) != m.K {
-		return fmt.Errorf("%w: vector length %d, mean k=%d", ErrDim, len(v), m.K)
 	}
 	if err := checkFinite(v); err != nil {
 		return err
@@ -80,13 +77,21 @@ func (m *Mean) Add(v []float32) error {
 // (as filter's sketch checks do): it skips Add's scan for NaN and ±Inf. A
 // non-finite value corrupts the state without an error.
 func (m *Mean) AddFinite(v []float32) error {
+	if err := m.fits(v); err != nil {
+		return err
+	}
+	m.add(v)
+	return nil
+}
+
+// fits checks the state and v's length.
+func (m *Mean) fits(v []float32) error {
 	if err := m.check(); err != nil {
 		return err
 	}
 	if len(v) != m.K {
 		return fmt.Errorf("%w: vector length %d, mean k=%d", ErrDim, len(v), m.K)
 	}
-	m.add(v)
 	return nil
 }
 
