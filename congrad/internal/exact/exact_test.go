@@ -194,3 +194,16 @@ func TestQuotient32(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAddF32sK2048(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	v := make([]float32, 2048)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * 1e-3)
+	}
+	l := make([]int64, len(v)*F32.Limbs)
+	b.SetBytes(int64(4 * len(v)))
+	for b.Loop() {
+		AddF32s(l, v)
+	}
+}
