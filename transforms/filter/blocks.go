@@ -40,11 +40,13 @@ import (
 //     block of (id, language, score) per language per split; RankBlocks
 //     groups them by language and emits each language's decisions as one
 //     block;
-//   - SplitFiles reads the pair files a second time, each split in one
-//     DoFn call, and joins every pair with its decision, failure and
-//     reference log-probs from side inputs held as compact tables
-//     (decisionTable: about 100 bytes per pair), emitting the kept, dropped,
-//     decision and dead-letter rows straight to the writers fused after it.
+//   - SplitFiles reads the pair files twice more: the pair_id column, to
+//     bind each row's decision, failure and reference log-probs (side
+//     inputs held as one compact table per process, decisionTable: about
+//     100 bytes per pair) into the split element as verdicts (~40 bytes per
+//     pair), then, in a stage without side inputs, the whole pairs, emitting
+//     the kept, dropped, decision and dead-letter rows straight to the
+//     writers fused after it.
 //
 // So what Prism holds between stages grows with the number of splits and
 // shards, plus the compact per-pair payload of the blocks (ids, scores),
