@@ -36,16 +36,6 @@ const (
 	flagRef        = 2
 )
 
-// idHash is the FNV-1a 64-bit hash of a pair id.
-func idHash(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
 // verdictWriter encodes the rows of one BoundPairs.
 type verdictWriter struct {
 	buf   []byte
@@ -68,7 +58,7 @@ func (w *verdictWriter) str(s string) {
 }
 
 func (w *verdictWriter) head(id string, kind byte) {
-	w.buf = binary.LittleEndian.AppendUint64(w.buf, idHash(id))
+	w.buf = binary.LittleEndian.AppendUint64(w.buf, lakeio.KeyHash(id))
 	w.buf = append(w.buf, kind)
 	w.n++
 }
@@ -144,6 +134,16 @@ func (r *verdictReader) str() string {
 	return r.b.Strs[i]
 }
 
+func (r *verdictReader) varint() int64 {
+	v, n := binary.Varint(r.b.Rows[r.off:])
+	if n <= 0 {
+		r.fail("bad rank")
+		return 0
+	}
+	r.off += n
+	return v
+}
+
 // next decodes the verdict of the next row, whose pair id must be id: the
 // file was read twice, and a file rewritten in between is an error, not a
 // wrong join.
@@ -155,7 +155,7 @@ func (r *verdictReader) next(id string) (verdict, error) {
 		return verdict{}, r.fail("the file has more rows than when it was first read (changed during the run?)")
 	}
 	var v verdict
-	if h := r.u64(); r.err == nil && h != idHash(id) {
+	if h := r.u64(); r.err == nil && h != lakeio.KeyHash(id) {
 		return verdict{}, r.fail("pair id %q differs from the first read (file changed during the run?)", id)
 	}
 	switch kind := r.byte1(); kind {
@@ -164,12 +164,7 @@ func (r *verdictReader) next(id string) (verdict, error) {
 	case verdictDecided:
 		v.lang, v.reason, v.scoreType, v.target, v.rule, v.gate = r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
 		v.score = math.Float64frombits(r.u64())
-		rank, n := binary.Varint(r.b.Rows[min(r.off, len(r.b.Rows)):])
-		if n <= 0 {
-			r.fail("bad rank")
-		}
-		r.off += max(n, 0)
-		v.rank = rank
+		v.rank = r.varint()
 		flags := r.byte1()
 		v.kept, v.hasRef = flags&flagKept != 0, flags&flagRef != 0
 		if v.hasRef {

@@ -98,11 +98,14 @@ type shardParams struct {
 	RowGroupRows int
 }
 
-// shardOf is the shard of a key: fnv64a is stable across processes, Go
+// shardOf is the shard of a key (KeyHash mod n).
+func shardOf(key string, n int) int { return int(KeyHash(key) % uint64(n)) }
+
+// KeyHash is the 64-bit FNV-1a hash of a key: stable across processes, Go
 // versions and languages, unlike Go's map hash. Computed inline (the same
 // function as hash/fnv's New64a, checked by a test) because hash/fnv's
 // interface makes []byte(key) escape: one allocation per row.
-func shardOf(key string, n int) int {
+func KeyHash(key string) uint64 {
 	const (
 		offset64 = 14695981039346656037
 		prime64  = 1099511628211
@@ -112,7 +115,7 @@ func shardOf(key string, n int) int {
 		h ^= uint64(key[i])
 		h *= prime64
 	}
-	return int(h % uint64(n))
+	return h
 }
 
 // shardFn assigns rows to shards and ships them to the shard writers as
