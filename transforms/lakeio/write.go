@@ -272,8 +272,8 @@ func removeQuietly(ctx context.Context, fs filesystem.Interface, p string) {
 // plain bytes saves about 7% and its Huffman stage was the largest single
 // cost of reading them (docs/perf/select.md); split into byte streams, the
 // exponent bytes compress and the mantissa bytes are stored raw, so the
-// file is smaller and decoding is mostly a copy. Readers of Parquet 2.x
-// (arrow, DuckDB, pyarrow, Spark) read the encoding.
+// file is smaller and decoding is mostly a copy. arrow-go and DuckDB read
+// it (tested here); pyarrow and Spark list it as supported.
 func ParquetProps(schema *arrow.Schema, rowGroupRows int, mem memory.Allocator) *parquet.WriterProperties {
 	opts := []parquet.WriterProperty{
 		parquet.WithCompression(compress.Codecs.Zstd),
