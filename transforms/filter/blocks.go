@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"weak"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -560,9 +561,17 @@ func (t *decisionTable) load(decIt func(*DecisionBlock) bool, failIt func(*Failu
 // Prism (and an SDK harness running bundles in parallel) builds one DoFn
 // instance per concurrent bundle, and at 1M pairs five private copies of
 // the ~200 MB table were most of select's peak memory (docs/perf/select.md).
+//
+// An instance holds the table only while a bundle runs. Between bundles
+// the process keeps a weak reference, so a bundle that starts while
+// another still uses the table (or before the next GC) shares it, and once
+// the bind stage is over the table is garbage: the runner tears DoFns down
+// only at the end of the job, and before this the table stayed live
+// through the pair read and the writers after it (~130 MB at 1M pairs).
 type bindPairsFn struct {
 	Table string // process-wide key of the shared table
 	t     *decisionTable
+	user  bool // counted as a user of the Table entry
 }
 
 // sharedTables holds the decision tables by token, with their users.
@@ -572,27 +581,37 @@ var sharedTables = struct {
 }{m: map[string]*sharedTable{}}
 
 type sharedTable struct {
-	once  sync.Once
-	t     *decisionTable
+	mu    sync.Mutex // held while loading
+	t     weak.Pointer[decisionTable]
 	users int
 }
 
-// acquireTable returns the table of token, loading it with load when this
-// is its first user in the process.
-func acquireTable(token string, load func() *decisionTable) *decisionTable {
+// acquireTable returns the table of token, loading it with load unless a
+// live one is still reachable. first counts the caller as a user of the
+// entry (see releaseTable); the caller must keep the returned pointer for
+// as long as it uses the table.
+func acquireTable(token string, first bool, load func() *decisionTable) *decisionTable {
 	sharedTables.Lock()
 	st := sharedTables.m[token]
 	if st == nil {
 		st = &sharedTable{}
 		sharedTables.m[token] = st
 	}
-	st.users++
+	if first {
+		st.users++
+	}
 	sharedTables.Unlock()
-	st.once.Do(func() { st.t = load() })
-	return st.t
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if t := st.t.Value(); t != nil {
+		return t
+	}
+	t := load()
+	st.t = weak.Make(t)
+	return t
 }
 
-// releaseTable drops one user of token's table; the last one frees it.
+// releaseTable drops one user of token's entry; the last one removes it.
 func releaseTable(token string) {
 	sharedTables.Lock()
 	defer sharedTables.Unlock()
@@ -613,9 +632,16 @@ func newTableToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+// FinishBundle lets go of the table (see bindPairsFn). Beam requires the
+// side inputs of ProcessElement in its signature; they are not read.
+func (f *bindPairsFn) FinishBundle(func(*DecisionBlock) bool, func(*Failure) bool, func(*RefsBlock) bool) {
+	f.t = nil
+}
+
 func (f *bindPairsFn) Teardown() {
-	if f.t != nil {
-		f.t = nil
+	f.t = nil
+	if f.user {
+		f.user = false
 		releaseTable(f.Table)
 	}
 }
@@ -631,7 +657,8 @@ func (f *bindPairsFn) ProcessElement(ctx context.Context, sp lakeio.Split,
 		if f.Table == "" { // built without SplitFiles: a private table
 			f.t = load()
 		} else {
-			f.t = acquireTable(f.Table, load)
+			f.t = acquireTable(f.Table, !f.user, load)
+			f.user = true
 		}
 	}
 	t := f.t

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -245,20 +246,22 @@ func TestHistLocate(t *testing.T) {
 	}
 }
 
-// SplitFiles' decision table is loaded once per process and token, shared
-// by concurrent users, and freed by its last user.
+// SplitFiles' decision table is loaded once per process and token and
+// shared by concurrent users; once no bundle holds it, it can be collected
+// (and is loaded again if a later bundle needs it); the entry goes with its
+// last user.
 func TestSharedDecisionTable(t *testing.T) {
 	tok, other := newTableToken(), newTableToken()
 	if tok == other || len(tok) != 32 {
 		t.Fatalf("tokens %q %q", tok, other)
 	}
 	loads := 0
-	load := func() *decisionTable { loads++; return &decisionTable{rows: make([]decRow, loads)} }
+	load := func() *decisionTable { loads++; return &decisionTable{rows: make([]decRow, 1<<16)} }
 	var wg sync.WaitGroup
 	got := make([]*decisionTable, 8)
 	for i := range got {
 		wg.Add(1)
-		go func() { defer wg.Done(); got[i] = acquireTable(tok, load) }()
+		go func() { defer wg.Done(); got[i] = acquireTable(tok, true, load) }()
 	}
 	wg.Wait()
 	for _, g := range got {
@@ -269,8 +272,17 @@ func TestSharedDecisionTable(t *testing.T) {
 	if loads != 1 {
 		t.Fatalf("loaded %d times, want once", loads)
 	}
-	if acquireTable(other, load) == got[0] || loads != 2 {
+	if acquireTable(other, true, load) == got[0] || loads != 2 {
 		t.Fatal("another token shared the table")
+	}
+	runtime.GC()
+	if acquireTable(tok, false, load) != got[0] || loads != 2 {
+		t.Fatal("a table still held by a bundle was loaded again")
+	}
+	clear(got) // every bundle finished
+	runtime.GC()
+	if acquireTable(tok, false, load) == nil || loads != 3 {
+		t.Fatalf("loads = %d after the table was unreachable and collected, want 3 (it stayed live)", loads)
 	}
 	releaseTable(other)
 	for range got {
