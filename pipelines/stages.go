@@ -25,6 +25,10 @@ type Config struct {
 
 	Format string // parquet (default) | arrow
 	Shards int    // files per output (default 4)
+	// SpillDir: a local directory for the writers' shard batches
+	// (lakeio.WriteOptions.SpillDir); set it only when every worker runs on
+	// this machine. The CLI does so for Prism in-process and LOOPBACK.
+	SpillDir string
 
 	SelfReward selfreward.Options
 	Gradients  gradients.Options
@@ -101,7 +105,7 @@ func (c *Config) format() lakeio.Format {
 }
 
 func (c *Config) write(s beam.Scope, name string, col beam.PCollection) beam.PCollection {
-	o := lakeio.WriteOptions{Format: c.format(), Shards: c.Shards}
+	o := lakeio.WriteOptions{Format: c.format(), Shards: c.Shards, SpillDir: c.SpillDir}
 	if col.Type().Type() == reflect.TypeOf(schemas.Sketch{}) {
 		o.SketchK, o.SketchSpec = c.Gradients.Spec.K, c.Gradients.Spec.String()
 	}

@@ -67,6 +67,19 @@ type Options struct {
 	DryRun                 bool // print the Dataflow job description, do not submit
 }
 
+// WorkersInProcess reports whether the workers run in this process (Prism
+// or the direct runner in-process, or a LOOPBACK environment), so that they
+// share this machine's disk. Call after Validate.
+func (o Options) WorkersInProcess() bool {
+	switch o.Runner {
+	case Prism, Direct:
+		return o.EnvironmentType == "" || o.EnvironmentType == "LOOPBACK"
+	case Universal:
+		return o.EnvironmentType == "LOOPBACK"
+	}
+	return false
+}
+
 // Validate fills defaults and checks that the set is complete for the chosen
 // runner. It never contacts a service.
 func (o *Options) Validate() error {

@@ -74,6 +74,16 @@ func runPipeline(ctx context.Context, cmd string, args []string, stdout, stderr 
 		cfg.SelfReward.Backend.BaseURL = url
 		fmt.Fprintf(stderr, "congrad: serving generator %q for generation and judging at %s\n", o.generator, url)
 	}
+	if ro.WorkersInProcess() && !ro.DryRun {
+		// The workers share this disk: writers get their batches through
+		// files, not through Prism's in-memory shuffle (lakeio.WriteOptions.SpillDir).
+		dir, err := newSpillDir(os.TempDir())
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.SpillDir = dir
+	}
 	p, s := beam.NewPipelineWithRoot()
 	switch cmd {
 	case "run":

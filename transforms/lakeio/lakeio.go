@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -107,6 +108,15 @@ type WriteOptions struct {
 	// DecisionAudit writes decisions with their audit columns
 	// (schemas.DecisionCodec.Audit); readers take files with or without.
 	DecisionAudit bool
+	// SpillDir, when set, ships the shard batches to the writers through
+	// files under this local directory and shuffles only their names. Use
+	// it only where every worker runs on this machine (Prism in-process, a
+	// LOOPBACK environment): Prism keeps every shuffled byte in memory, in
+	// several copies while a bundle's input is assembled and sent, so the
+	// writer stage's input was the largest part of a big job's memory. Each
+	// Write uses its own subdirectory and removes it once its files are
+	// final; the caller owns (and removes) SpillDir.
+	SpillDir string
 }
 
 func (o WriteOptions) withDefaults() (WriteOptions, error) {
@@ -127,6 +137,9 @@ func (o WriteOptions) withDefaults() (WriteOptions, error) {
 	}
 	if o.RowGroupRows < 0 {
 		return o, fmt.Errorf("%w: RowGroupRows=%d", ErrBadOptions, o.RowGroupRows)
+	}
+	if o.SpillDir != "" && (!filepath.IsAbs(o.SpillDir) || strings.Contains(o.SpillDir, "://")) {
+		return o, fmt.Errorf("%w: SpillDir=%q, want an absolute local path", ErrBadOptions, o.SpillDir)
 	}
 	return o, nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -85,7 +87,10 @@ func TryWrite(s beam.Scope, prefix string, col beam.PCollection, opts WriteOptio
 		return beam.PCollection{}, fmt.Errorf("%w: writing sketches to %s needs SketchK > 0 (and SketchSpec)", ErrBadOptions, prefix)
 	}
 	sp := shardParams{Prefix: prefix, Format: o.Format, Shards: o.Shards, RowGroupRows: o.RowGroupRows}
-	keyed := beam.ParDo(s, &shardFn{Codec: co, Shards: o.Shards}, col)
+	if o.SpillDir != "" {
+		sp.Spill = filepath.Join(o.SpillDir, "write-"+randomHex(8))
+	}
+	keyed := beam.ParDo(s, &shardFn{Codec: co, Shards: o.Shards, Spill: sp.Spill}, col)
 	grouped := beam.GroupByKey(s, keyed)
 	written := beam.ParDo(s, &writeShardFn{Codec: co, P: sp}, grouped)
 	return beam.ParDo(s, &finalizeFn{Codec: co, P: sp}, beam.Impulse(s), beam.SideInput{Input: written}), nil
@@ -96,6 +101,7 @@ type shardParams struct {
 	Format       Format
 	Shards       int
 	RowGroupRows int
+	Spill        string // this Write's spill directory (WriteOptions.SpillDir); "" = batches go through the shuffle
 }
 
 // shardOf is the shard of a key (KeyHash mod n).
@@ -125,6 +131,7 @@ func KeyHash(key string) uint64 {
 type shardFn struct {
 	Codec  codecOpts
 	Shards int
+	Spill  string // when set, a batch goes to a file here and only its name is shuffled
 	c      anyCodec
 	sh     sharder
 	used   []bool // shards with rows in this bundle
@@ -182,10 +189,63 @@ func (f *shardFn) flush(sh int, emit func(int, []byte)) error {
 	if err != nil {
 		return fmt.Errorf("lakeio: encode shard %d batch: %w", sh, err)
 	}
-	if blob != nil {
-		emit(sh, blob)
+	if blob == nil {
+		return nil
 	}
+	if f.Spill != "" {
+		name, err := spillBlob(f.Spill, sh, blob)
+		if err != nil {
+			return err
+		}
+		blob = []byte(name)
+	}
+	emit(sh, blob)
 	return nil
+}
+
+// spillBlob writes one shard batch to a new file under dir and returns its
+// name.
+func spillBlob(dir string, sh int, blob []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("lakeio: spill directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, fmt.Sprintf("%05d-*.arrows", sh))
+	if err != nil {
+		return "", fmt.Errorf("lakeio: spill shard %d batch: %w", sh, err)
+	}
+	_, err = f.Write(blob)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("lakeio: spill shard %d batch to %s: %w", sh, f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+// unspill turns an iterator over spilled batch names into one over their
+// contents. A name outside dir or a missing file stops the iteration with
+// *err set.
+func unspill(dir string, names func(*[]byte) bool, err *error) func(*[]byte) bool {
+	var name []byte
+	return func(b *[]byte) bool {
+		if *err != nil || !names(&name) {
+			return false
+		}
+		n := string(name)
+		if filepath.Dir(n) != dir {
+			*err = fmt.Errorf("spilled batch %q is not in %s", n, dir)
+			return false
+		}
+		data, e := os.ReadFile(n)
+		if e != nil {
+			*err = fmt.Errorf("read spilled batch: %w", e)
+			return false
+		}
+		*b = data
+		return true
+	}
 }
 
 type writeShardFn struct {
@@ -200,7 +260,14 @@ func (f *writeShardFn) Setup() (err error) {
 }
 
 func (f *writeShardFn) ProcessElement(ctx context.Context, shard int, blobs func(*[]byte) bool, emit func(string)) error {
+	var spillErr error
+	if f.P.Spill != "" {
+		blobs = unspill(f.P.Spill, blobs, &spillErr)
+	}
 	rows, err := f.c.collect(blobs)
+	if err == nil {
+		err = spillErr
+	}
 	if err != nil {
 		return fmt.Errorf("lakeio: decode batches for shard %d of %s: %w", shard, f.P.Prefix, err)
 	}
@@ -225,10 +292,12 @@ func (o *onceCloser) Close() error {
 	return o.err
 }
 
-func tmpSuffix() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return ".tmp-" + hex.EncodeToString(b[:])
+func tmpSuffix() string { return ".tmp-" + randomHex(6) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // writeFile writes rows (already sorted) to name via a temporary file.
@@ -380,6 +449,11 @@ func (f *finalizeFn) ProcessElement(ctx context.Context, _ []byte, written func(
 	}
 	if err := removeStale(ctx, f.P, all); err != nil {
 		return err
+	}
+	if f.P.Spill != "" {
+		if err := os.RemoveAll(f.P.Spill); err != nil {
+			return fmt.Errorf("lakeio: remove spilled batches: %w", err)
+		}
 	}
 	for _, n := range all {
 		emit(n)

@@ -65,10 +65,18 @@ func TestWriteDeterministic(t *testing.T) {
 	for i, j := 0, len(reversed)-1; i < j; i, j = i+1, j-1 {
 		reversed[i], reversed[j] = reversed[j], reversed[i]
 	}
-	a, b := t.TempDir(), t.TempDir()
+	a, b, c, spill := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	opts := WriteOptions{Shards: 4, RowGroupRows: 50}
 	writePairs(t, a+"/pairs", rows, opts)
 	writePairs(t, b+"/pairs", reversed, opts)
+	// Batches through spill files instead of the shuffle: the same bytes,
+	// and nothing left in the spill directory.
+	spilled := opts
+	spilled.SpillDir = spill
+	writePairs(t, c+"/pairs", reversed, spilled)
+	if left := dirNames(t, spill); len(left) != 0 {
+		t.Errorf("spill directory not cleaned up: %v", left)
+	}
 	total := 0
 	for i := 0; i < 4; i++ {
 		name := filepath.Base(ShardName("pairs", i, 4, Parquet))
@@ -82,6 +90,13 @@ func TestWriteDeterministic(t *testing.T) {
 		}
 		if !bytes.Equal(x, y) {
 			t.Errorf("%s differs between runs (%d vs %d bytes)", name, len(x), len(y))
+		}
+		z, err := os.ReadFile(filepath.Join(c, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(x, z) {
+			t.Errorf("%s differs with SpillDir (%d vs %d bytes)", name, len(x), len(z))
 		}
 		ids := pairIDs(t, filepath.Join(a, name))
 		if !sort.StringsAreSorted(ids) {
@@ -231,5 +246,48 @@ func TestSketchValuesByteStreamSplit(t *testing.T) {
 		if !slices.Equal(got[sk.PairID], sk.Values) {
 			t.Fatalf("%s: values %v, wrote %v", sk.PairID, got[sk.PairID], sk.Values)
 		}
+	}
+}
+
+// Spilled batch names are read back only from the Write's own spill
+// directory, and a missing file is an error, not a silently smaller shard.
+func TestUnspillRejects(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "00000-1.arrows")
+	if err := os.WriteFile(ok, []byte("batch"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, want string }{
+		{ok, ""},
+		{filepath.Join(filepath.Dir(dir), "00000-1.arrows"), "is not in"},
+		{filepath.Join(dir, "missing.arrows"), "read spilled batch"},
+	} {
+		names := []string{tc.name}
+		it := func(b *[]byte) bool {
+			if len(names) == 0 {
+				return false
+			}
+			*b, names = []byte(names[0]), names[1:]
+			return true
+		}
+		var err error
+		next := unspill(dir, it, &err)
+		var got []byte
+		n := 0
+		for next(&got) {
+			n++
+		}
+		switch {
+		case tc.want == "" && (err != nil || n != 1 || string(got) != "batch"):
+			t.Errorf("%s: n=%d got=%q err=%v", tc.name, n, got, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || n != 0):
+			t.Errorf("%s: n=%d err=%v, want an error containing %q", tc.name, n, err, tc.want)
+		}
+	}
+	if _, err := (WriteOptions{SpillDir: "relative/dir"}).withDefaults(); err == nil {
+		t.Error("relative SpillDir accepted")
+	}
+	if _, err := (WriteOptions{SpillDir: "gs://b/spill"}).withDefaults(); err == nil {
+		t.Error("gs:// SpillDir accepted")
 	}
 }
