@@ -560,7 +560,7 @@ func (t *decisionTable) load(decIt func(*DecisionBlock) bool, failIt func(*Failu
 // process that carries the same Table token (one per SplitFiles call):
 // Prism (and an SDK harness running bundles in parallel) builds one DoFn
 // instance per concurrent bundle, and at 1M pairs five private copies of
-// the ~200 MB table were most of select's peak memory (docs/perf/select.md).
+// the table (~130 MB each) were most of select's peak memory (docs/perf/select.md).
 //
 // An instance holds the table only while a bundle runs. Between bundles
 // the process keeps a weak reference, so a bundle that starts while
@@ -654,12 +654,8 @@ func (f *bindPairsFn) ProcessElement(ctx context.Context, sp lakeio.Split,
 			t.load(decIt, failIt, refIt)
 			return t
 		}
-		if f.Table == "" { // built without SplitFiles: a private table
-			f.t = load()
-		} else {
-			f.t = acquireTable(f.Table, !f.user, load)
-			f.user = true
-		}
+		f.t = acquireTable(f.Table, !f.user, load)
+		f.user = true
 	}
 	t := f.t
 	var b verdictWriter
