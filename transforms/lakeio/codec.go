@@ -33,8 +33,9 @@ type anyCodec interface {
 	newBuffer() rowBuffer
 	// newSharder assigns rows to shards and buffers them per shard.
 	newSharder(shards int) sharder
-	// collect decodes the IPC blobs of one shard into rows sorted by key.
-	collect(blobs func(*[]byte) bool) (rowSet, error)
+	// collect gathers the shuffle batches of one shard (each calls its
+	// argument once per batch) into rows sorted by key.
+	collect(each func(func(arrow.RecordBatch) error) error) (rowSet, error)
 }
 
 // rowBuffer holds typed rows until they are shipped as one IPC blob.
@@ -54,6 +55,9 @@ type sharder interface {
 	add(v any) (shard, buffered int)
 	// flush encodes and empties shard's buffer; nil when it is empty.
 	flush(shard int) ([]byte, error)
+	// spill writes shard's buffer to a new file under dir and empties it;
+	// it returns the file's name, "" when the buffer is empty.
+	spill(shard int, dir string) (string, error)
 	// reset empties every buffer without encoding it.
 	reset()
 }
@@ -107,17 +111,19 @@ func (t *typedRows[T]) record(lo, hi int) (arrow.RecordBatch, error) {
 	return b.NewRecordBatch(), nil
 }
 
-// ipc encodes the buffered rows plus their keys (see shuffle.go) and empties
-// the buffer.
-func (t *typedRows[T]) ipc() ([]byte, error) {
+// batch builds the buffered rows as a record plus their keys (see
+// shuffle.go) and empties the buffer. The record stays owned by t (it is
+// released with the next batch; only its sizes are read), the caller
+// releases keys.
+func (t *typedRows[T]) batch() (arrow.RecordBatch, arrow.Array, error) {
 	rec, err := t.record(0, len(t.rows))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if t.last != nil {
 		t.last.Release()
 	}
-	t.last = rec // released with the next batch; only its sizes are read
+	t.last = rec
 	keys := t.keys
 	if keys == nil {
 		keys = make([]string, len(t.rows))
@@ -135,16 +141,37 @@ func (t *typedRows[T]) ipc() ([]byte, error) {
 	kb.ReserveData(n)
 	kb.AppendValues(keys, nil)
 	keyArr := kb.NewArray()
-	defer keyArr.Release()
 	clear(t.rows) // drop the strings the rows point to before reuse
 	t.rows = t.rows[:0]
 	if t.keys != nil {
 		clear(t.keys)
 		t.keys = t.keys[:0]
 	}
-	blob, err := encodeBlob(rec, keyArr, t.lastBlob)
+	return rec, keyArr, nil
+}
+
+// ipc encodes the buffered rows plus their keys as one shuffle blob and
+// empties the buffer.
+func (t *typedRows[T]) ipc() ([]byte, error) {
+	rec, keys, err := t.batch()
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Release()
+	blob, err := encodeBlob(rec, keys, t.lastBlob)
 	t.lastBlob = len(blob)
 	return blob, err
+}
+
+// spill writes the buffered rows plus their keys to a new file under dir
+// (see spillBatch) and empties the buffer.
+func (t *typedRows[T]) spill(dir string, shard int) (string, error) {
+	rec, keys, err := t.batch()
+	if err != nil {
+		return "", err
+	}
+	defer keys.Release()
+	return spillBatch(dir, shard, rec, keys)
 }
 
 func (a adapter[T]) newBuffer() rowBuffer { return &typedRows[T]{c: a.c} }
@@ -194,6 +221,14 @@ func (s *typedSharder[T]) flush(sh int) ([]byte, error) {
 	return b.ipc()
 }
 
+func (s *typedSharder[T]) spill(sh int, dir string) (string, error) {
+	b := s.bufs[sh]
+	if b == nil || len(b.rows) == 0 {
+		return "", nil
+	}
+	return b.spill(dir, sh)
+}
+
 // reserveLike reserves room in b for n values, sizing variable-length data
 // (string bytes, list children) in proportion to prev, the same column of
 // the previous batch.
@@ -225,8 +260,8 @@ func reserveLike(b array.Builder, prev arrow.ArrayData, n int) {
 	}
 }
 
-func (a adapter[T]) collect(blobs func(*[]byte) bool) (rowSet, error) {
-	return sortBlobs(a.c.Schema(), blobs, a.tieKey)
+func (a adapter[T]) collect(each func(func(arrow.RecordBatch) error) error) (rowSet, error) {
+	return sortBatches(a.c.Schema(), each, a.tieKey)
 }
 
 // tieKey orders rows with equal keys (duplicate ids) by their printed

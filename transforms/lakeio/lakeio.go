@@ -113,9 +113,11 @@ type WriteOptions struct {
 	// it only where every worker runs on this machine (Prism in-process, a
 	// LOOPBACK environment): Prism keeps every shuffled byte in memory, in
 	// several copies while a bundle's input is assembled and sent, so the
-	// writer stage's input was the largest part of a big job's memory. Each
-	// Write uses its own subdirectory and removes it once its files are
-	// final; the caller owns (and removes) SpillDir.
+	// writer stage's input was the largest part of a big job's memory.
+	// Batches are stored as uncompressed Arrow IPC files (the writer maps
+	// them without decoding), so the directory needs about the Arrow size of
+	// the written rows. Each Write uses its own subdirectory and removes it
+	// once its files are final; the caller owns (and removes) SpillDir.
 	SpillDir string
 }
 

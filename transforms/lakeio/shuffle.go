@@ -25,15 +25,11 @@ const keyColumn = "__lakeio_key"
 // encodeBlob encodes rec plus its key column as one LZ4-compressed IPC
 // stream; sizeHint (the size of the previous blob) presizes the output.
 func encodeBlob(rec arrow.RecordBatch, keys arrow.Array, sizeHint int) ([]byte, error) {
-	fields := append(rec.Schema().Fields(), arrow.Field{Name: keyColumn, Type: arrow.BinaryTypes.String})
-	md := rec.Schema().Metadata()
-	sc := arrow.NewSchema(fields, &md)
-	cols := append(append([]arrow.Array{}, rec.Columns()...), keys)
-	withKey := array.NewRecordBatch(sc, cols, rec.NumRows())
+	withKey := keyed(rec, keys)
 	defer withKey.Release()
 	var out bytes.Buffer
 	out.Grow(sizeHint + sizeHint/8)
-	w := ipc.NewWriter(&out, ipc.WithSchema(sc), ipc.WithLZ4())
+	w := ipc.NewWriter(&out, ipc.WithSchema(withKey.Schema()), ipc.WithLZ4())
 	if err := w.Write(withKey); err != nil {
 		return nil, err
 	}
@@ -41,6 +37,37 @@ func encodeBlob(rec arrow.RecordBatch, keys arrow.Array, sizeHint int) ([]byte, 
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// keyed is rec with keys appended as the column keyColumn.
+func keyed(rec arrow.RecordBatch, keys arrow.Array) arrow.RecordBatch {
+	fields := append(rec.Schema().Fields(), arrow.Field{Name: keyColumn, Type: arrow.BinaryTypes.String})
+	md := rec.Schema().Metadata()
+	sc := arrow.NewSchema(fields, &md)
+	cols := append(append([]arrow.Array{}, rec.Columns()...), keys)
+	return array.NewRecordBatch(sc, cols, rec.NumRows())
+}
+
+// eachBlobBatch calls fn with the record batches of the shuffle blobs.
+func eachBlobBatch(blobs func(*[]byte) bool, fn func(arrow.RecordBatch) error) error {
+	var blob []byte
+	for blobs(&blob) {
+		r, err := ipc.NewReader(bytes.NewReader(blob))
+		if err != nil {
+			return err
+		}
+		for err == nil && r.Next() {
+			err = fn(r.RecordBatch())
+		}
+		if err == nil {
+			err = r.Err()
+		}
+		r.Release()
+		if err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
 }
 
 // arrowRows is a shard as concatenated columns plus the sorted row order.
@@ -76,39 +103,35 @@ func (r *arrowRows) record(lo, hi int) (arrow.RecordBatch, error) {
 	return rec, nil
 }
 
-// sortBlobs reads a shard's blobs and returns its rows ordered by key, ties
-// ordered by tieKey of the single tied row.
-func sortBlobs(schema *arrow.Schema, blobs func(*[]byte) bool, tieKey func(arrow.RecordBatch) (string, error)) (rowSet, error) {
+// sortBatches gathers a shard's shuffle batches (each calls its argument
+// once per batch; a batch is only read during that call) and returns the
+// rows ordered by key, ties ordered by tieKey of the single tied row.
+func sortBatches(schema *arrow.Schema, each func(func(arrow.RecordBatch) error) error, tieKey func(arrow.RecordBatch) (string, error)) (rowSet, error) {
 	n := len(schema.Fields())
 	parts := make([][]arrow.Array, n)
 	var keys []string
-	var blob []byte
-	for blobs(&blob) {
-		r, err := ipc.NewReader(bytes.NewReader(blob))
-		if err != nil {
-			return nil, err
+	err := each(func(rec arrow.RecordBatch) error {
+		if int(rec.NumCols()) != n+1 || rec.Schema().Field(n).Name != keyColumn {
+			return fmt.Errorf("shuffle batch has %d columns, want %d plus %s", rec.NumCols(), n, keyColumn)
 		}
-		for r.Next() {
-			rec := r.RecordBatch()
-			if int(rec.NumCols()) != n+1 || rec.Schema().Field(n).Name != keyColumn {
-				r.Release()
-				return nil, fmt.Errorf("shuffle batch has %d columns, want %d plus %s", rec.NumCols(), n, keyColumn)
-			}
-			for i := 0; i < n; i++ {
-				c := rec.Column(i)
-				c.Retain()
-				parts[i] = append(parts[i], c)
-			}
-			k := rec.Column(n).(*array.String)
-			for i := 0; i < k.Len(); i++ {
-				keys = append(keys, k.Value(i))
+		for i := 0; i < n; i++ {
+			c := rec.Column(i)
+			c.Retain()
+			parts[i] = append(parts[i], c)
+		}
+		k := rec.Column(n).(*array.String)
+		for i := 0; i < k.Len(); i++ {
+			keys = append(keys, k.Value(i))
+		}
+		return nil
+	})
+	if err != nil {
+		for _, p := range parts {
+			for _, c := range p {
+				c.Release()
 			}
 		}
-		err = r.Err()
-		r.Release()
-		if err != nil && err != io.EOF {
-			return nil, err
-		}
+		return nil, err
 	}
 	rows := &arrowRows{schema: schema, cols: make([]arrow.Array, n), order: make([]int64, len(keys))}
 	for i := range parts {

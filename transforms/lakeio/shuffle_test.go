@@ -6,12 +6,15 @@ import (
 	"hash/fnv"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/schemas/schematest"
 )
 
 // TestSortBlobsTies: rows with equal keys come out in one order whatever the
-// order of the blobs and of the rows inside them.
+// order of the blobs and of the rows inside them, and whether the batches
+// travel as shuffle blobs or as spilled files.
 func TestSortBlobsTies(t *testing.T) {
 	c, _ := codecFor(codecOpts{Kind: "decision"})
 	base := schematest.Decisions(6)
@@ -37,26 +40,45 @@ func TestSortBlobsTies(t *testing.T) {
 		}
 		return out
 	}
-	render := func(blobs [][]byte) string {
-		i := 0
-		set, err := c.collect(func(b *[]byte) bool {
-			if i == len(blobs) {
-				return false
-			}
-			*b = blobs[i]
-			i++
-			return true
+	collectBlobs := func(blobs [][]byte) (rowSet, error) {
+		return c.collect(func(fn func(arrow.RecordBatch) error) error { return eachBlobBatch(iterOf(blobs), fn) })
+	}
+	// The same batches spilled: each blob's rows written with spillBatch.
+	collectSpilled := func(blobs [][]byte) (rowSet, error) {
+		dir := t.TempDir()
+		var names [][]byte
+		err := eachBlobBatch(iterOf(blobs), func(rec arrow.RecordBatch) error {
+			n := rec.NumCols() - 1
+			plain := array.NewRecordBatch(arrow.NewSchema(rec.Schema().Fields()[:n], nil), rec.Columns()[:n], rec.NumRows())
+			defer plain.Release()
+			name, err := spillBatch(dir, 0, plain, rec.Column(int(n)))
+			names = append(names, []byte(name))
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := set.record(0, set.len())
-		if err != nil {
-			t.Fatal(err)
+		return c.collect(func(fn func(arrow.RecordBatch) error) error { return unspill(dir, iterOf(names), fn) })
+	}
+	render := func(blobs [][]byte) string {
+		var outs []string
+		for _, collect := range []func([][]byte) (rowSet, error){collectBlobs, collectSpilled} {
+			set, err := collect(blobs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := set.record(0, set.len())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []schemas.Decision
+			c.decode(rec, func(v any) { out = append(out, v.(schemas.Decision)) })
+			outs = append(outs, fmt.Sprint(out))
 		}
-		var out []schemas.Decision
-		c.decode(rec, func(v any) { out = append(out, v.(schemas.Decision)) })
-		return fmt.Sprint(out)
+		if outs[0] != outs[1] {
+			t.Fatalf("spilled batches sort differently from shuffled ones:\n%s\n%s", outs[1], outs[0])
+		}
+		return outs[0]
 	}
 	reversed := make([]schemas.Decision, len(rows))
 	for i := range rows {
@@ -67,6 +89,19 @@ func TestSortBlobsTies(t *testing.T) {
 		if got != want {
 			t.Fatalf("order depends on input order:\n got %s\nwant %s", got, want)
 		}
+	}
+}
+
+// iterOf is a Beam-style iterator over items.
+func iterOf(items [][]byte) func(*[]byte) bool {
+	i := 0
+	return func(b *[]byte) bool {
+		if i == len(items) {
+			return false
+		}
+		*b = items[i]
+		i++
+		return true
 	}
 }
 

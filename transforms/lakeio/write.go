@@ -1,6 +1,7 @@
 package lakeio
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -185,67 +186,94 @@ func (f *shardFn) FinishBundle(_ context.Context, emit func(int, []byte)) error 
 }
 
 func (f *shardFn) flush(sh int, emit func(int, []byte)) error {
+	if f.Spill != "" {
+		name, err := f.sh.spill(sh, f.Spill)
+		if err != nil {
+			return fmt.Errorf("lakeio: spill shard %d batch: %w", sh, err)
+		}
+		if name != "" {
+			emit(sh, []byte(name))
+		}
+		return nil
+	}
 	blob, err := f.sh.flush(sh)
 	if err != nil {
 		return fmt.Errorf("lakeio: encode shard %d batch: %w", sh, err)
 	}
-	if blob == nil {
-		return nil
+	if blob != nil {
+		emit(sh, blob)
 	}
-	if f.Spill != "" {
-		name, err := spillBlob(f.Spill, sh, blob)
-		if err != nil {
-			return err
-		}
-		blob = []byte(name)
-	}
-	emit(sh, blob)
 	return nil
 }
 
-// spillBlob writes one shard batch to a new file under dir and returns its
-// name.
-func spillBlob(dir string, sh int, blob []byte) (string, error) {
+// spillBatch writes rec plus its key column to a new file under dir as one
+// uncompressed Arrow IPC file, streamed (no copy of the batch in memory),
+// and returns the file's name. Uncompressed because the file is read back
+// on the same machine, from the page cache: the reader maps the bytes
+// without decoding them (unspill), where LZ4 cost a compression and a
+// decompression pass over every batch.
+func spillBatch(dir string, sh int, rec arrow.RecordBatch, keys arrow.Array) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("lakeio: spill directory: %w", err)
+		return "", fmt.Errorf("spill directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, fmt.Sprintf("%05d-*.arrows", sh))
+	f, err := os.CreateTemp(dir, fmt.Sprintf("%05d-*.arrow", sh))
 	if err != nil {
-		return "", fmt.Errorf("lakeio: spill shard %d batch: %w", sh, err)
+		return "", err
 	}
-	_, err = f.Write(blob)
+	withKey := keyed(rec, keys)
+	defer withKey.Release()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w, err := ipc.NewFileWriter(bw, ipc.WithSchema(withKey.Schema()))
+	if err == nil {
+		err = w.Write(withKey)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("lakeio: spill shard %d batch to %s: %w", sh, f.Name(), err)
+		return "", fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return f.Name(), nil
 }
 
-// unspill turns an iterator over spilled batch names into one over their
-// contents. A name outside dir or a missing file stops the iteration with
-// *err set.
-func unspill(dir string, names func(*[]byte) bool, err *error) func(*[]byte) bool {
+// unspill reads the spilled batch files named by names (each a file under
+// dir written by spillBatch) and calls fn with their record batches,
+// which reference the file bytes without a decoding copy. A name outside
+// dir or a missing or corrupt file is an error.
+func unspill(dir string, names func(*[]byte) bool, fn func(arrow.RecordBatch) error) error {
 	var name []byte
-	return func(b *[]byte) bool {
-		if *err != nil || !names(&name) {
-			return false
-		}
+	for names(&name) {
 		n := string(name)
 		if filepath.Dir(n) != dir {
-			*err = fmt.Errorf("spilled batch %q is not in %s", n, dir)
-			return false
+			return fmt.Errorf("spilled batch %q is not in %s", n, dir)
 		}
-		data, e := os.ReadFile(n)
-		if e != nil {
-			*err = fmt.Errorf("read spilled batch: %w", e)
-			return false
+		data, err := os.ReadFile(n)
+		if err != nil {
+			return fmt.Errorf("read spilled batch: %w", err)
 		}
-		*b = data
-		return true
+		r, err := ipc.NewMappedFileReader(data)
+		if err != nil {
+			return fmt.Errorf("spilled batch %s: %w", n, err)
+		}
+		for i := 0; i < r.NumRecords() && err == nil; i++ {
+			var rec arrow.RecordBatch
+			if rec, err = r.RecordBatch(i); err == nil {
+				err = fn(rec)
+			}
+		}
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("spilled batch %s: %w", n, err)
+		}
 	}
+	return nil
 }
 
 type writeShardFn struct {
@@ -260,14 +288,13 @@ func (f *writeShardFn) Setup() (err error) {
 }
 
 func (f *writeShardFn) ProcessElement(ctx context.Context, shard int, blobs func(*[]byte) bool, emit func(string)) error {
-	var spillErr error
+	var each func(func(arrow.RecordBatch) error) error
 	if f.P.Spill != "" {
-		blobs = unspill(f.P.Spill, blobs, &spillErr)
+		each = func(fn func(arrow.RecordBatch) error) error { return unspill(f.P.Spill, blobs, fn) }
+	} else {
+		each = func(fn func(arrow.RecordBatch) error) error { return eachBlobBatch(blobs, fn) }
 	}
-	rows, err := f.c.collect(blobs)
-	if err == nil {
-		err = spillErr
-	}
+	rows, err := f.c.collect(each)
 	if err != nil {
 		return fmt.Errorf("lakeio: decode batches for shard %d of %s: %w", shard, f.P.Prefix, err)
 	}

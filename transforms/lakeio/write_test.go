@@ -253,35 +253,35 @@ func TestSketchValuesByteStreamSplit(t *testing.T) {
 // directory, and a missing file is an error, not a silently smaller shard.
 func TestUnspillRejects(t *testing.T) {
 	dir := t.TempDir()
-	ok := filepath.Join(dir, "00000-1.arrows")
-	if err := os.WriteFile(ok, []byte("batch"), 0o644); err != nil {
+	c, _ := codecFor(codecOpts{Kind: "pair"})
+	buf := c.newBuffer().(*typedRows[schemas.Pair])
+	for _, p := range schematest.Pairs(5) {
+		buf.add(p)
+	}
+	ok, err := buf.spill(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, "00000-2.arrow")
+	if err := os.WriteFile(corrupt, []byte("batch"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, want string }{
 		{ok, ""},
-		{filepath.Join(filepath.Dir(dir), "00000-1.arrows"), "is not in"},
-		{filepath.Join(dir, "missing.arrows"), "read spilled batch"},
+		{filepath.Join(filepath.Dir(dir), filepath.Base(ok)), "is not in"},
+		{filepath.Join(dir, "missing.arrow"), "read spilled batch"},
+		{corrupt, "spilled batch " + corrupt},
 	} {
-		names := []string{tc.name}
-		it := func(b *[]byte) bool {
-			if len(names) == 0 {
-				return false
-			}
-			*b, names = []byte(names[0]), names[1:]
-			return true
-		}
-		var err error
-		next := unspill(dir, it, &err)
-		var got []byte
-		n := 0
-		for next(&got) {
-			n++
-		}
+		rows := 0
+		err := unspill(dir, iterOf([][]byte{[]byte(tc.name)}), func(rec arrow.RecordBatch) error {
+			rows += int(rec.NumRows())
+			return nil
+		})
 		switch {
-		case tc.want == "" && (err != nil || n != 1 || string(got) != "batch"):
-			t.Errorf("%s: n=%d got=%q err=%v", tc.name, n, got, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || n != 0):
-			t.Errorf("%s: n=%d err=%v, want an error containing %q", tc.name, n, err, tc.want)
+		case tc.want == "" && (err != nil || rows != 5):
+			t.Errorf("%s: rows=%d err=%v, want 5 rows", tc.name, rows, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || rows != 0):
+			t.Errorf("%s: rows=%d err=%v, want an error containing %q", tc.name, rows, err, tc.want)
 		}
 	}
 	if _, err := (WriteOptions{SpillDir: "relative/dir"}).withDefaults(); err == nil {
