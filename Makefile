@@ -36,7 +36,8 @@ bench:
 
 # congrad select vs the same bulk work in DuckDB on the same synthetic sketch
 # files: CPU seconds, peak RSS and their ratio (docs/perf/select.md).
-# N and K set the size (default 100000 sketches, k=2048).
+# N and K set the size (default 100000 sketches, k=2048); ROUNDS=3 alternates
+# the jobs three times and keeps the least CPU of each.
 bench-peers:
 	scripts/bench-peers.sh
 

@@ -3,6 +3,7 @@ package lakeio
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -185,5 +186,65 @@ func TestBadLevel(t *testing.T) {
 	}
 	if i := badLevel(def[1:], rep[1:], maxDef, 0, k); i != 0 {
 		t.Fatalf("batch said to start a list where it does not: got %d", i)
+	}
+}
+
+// badLevelPlain is badLevel's definition, value by value.
+func badLevelPlain(def, rep []int16, maxDef int16, pos, k int) int {
+	for i := range def {
+		if def[i] != maxDef || (rep[i] == 0) != ((pos+i)%k == 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestBadLevelMatchesDefinition: on random batches (list sizes 1..9, any
+// start within a list, up to two corrupted levels) badLevel finds the same
+// first bad value as the value-by-value definition.
+func TestBadLevelMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 1))
+	const maxDef = 2
+	for trial := range 20000 {
+		k := 1 + rng.IntN(9)
+		n := rng.IntN(40)
+		pos := rng.IntN(k)
+		def, rep := make([]int16, n), make([]int16, n)
+		for i := range n {
+			def[i] = maxDef
+			if (pos+i)%k != 0 {
+				rep[i] = 1
+			}
+		}
+		for c := rng.IntN(3); c > 0 && n > 0; c-- {
+			i := rng.IntN(n)
+			if rng.IntN(2) == 0 {
+				def[i] = int16(rng.IntN(maxDef))
+			} else {
+				rep[i] = 1 - rep[i]
+			}
+		}
+		if got, want := badLevel(def, rep, maxDef, pos, k), badLevelPlain(def, rep, maxDef, pos, k); got != want {
+			t.Fatalf("trial %d (k=%d pos=%d def=%v rep=%v): badLevel %d, definition %d", trial, k, pos, def, rep, got, want)
+		}
+	}
+}
+
+// BenchmarkBadLevel: the level check over one batch of 64 full lists of
+// 2048 values, as select reads sketches.
+func BenchmarkBadLevel(b *testing.B) {
+	const k, lists, maxDef = 2048, 64, 1
+	def, rep := make([]int16, k*lists), make([]int16, k*lists)
+	for i := range def {
+		def[i] = maxDef
+		if i%k != 0 {
+			rep[i] = 1
+		}
+	}
+	b.SetBytes(int64(len(def)))
+	for b.Loop() {
+		if badLevel(def, rep, maxDef, 0, k) != -1 {
+			b.Fatal("full lists reported bad")
+		}
 	}
 }
