@@ -199,15 +199,20 @@ func badLevelPlain(def, rep []int16, maxDef int16, pos, k int) int {
 	return -1
 }
 
-// TestBadLevelMatchesDefinition: on random batches (list sizes 1..9, any
-// start within a list, up to two corrupted levels) badLevel finds the same
-// first bad value as the value-by-value definition.
+// TestBadLevelMatchesDefinition: on random batches (short lists, and lists
+// long enough for several groups of the eight-at-a-time check; any start
+// within a list; up to three corrupted levels, including repetition levels
+// other than 0 and 1) badLevel finds the same first bad value as the
+// value-by-value definition.
 func TestBadLevelMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(12, 1))
 	const maxDef = 2
-	for trial := range 20000 {
+	for trial := range 40000 {
 		k := 1 + rng.IntN(9)
-		n := rng.IntN(40)
+		if trial%2 == 0 {
+			k = 8 + rng.IntN(40)
+		}
+		n := rng.IntN(4 * k)
 		pos := rng.IntN(k)
 		def, rep := make([]int16, n), make([]int16, n)
 		for i := range n {
@@ -216,12 +221,17 @@ func TestBadLevelMatchesDefinition(t *testing.T) {
 				rep[i] = 1
 			}
 		}
-		for c := rng.IntN(3); c > 0 && n > 0; c-- {
+		for c := rng.IntN(4); c > 0 && n > 0; c-- {
 			i := rng.IntN(n)
-			if rng.IntN(2) == 0 {
+			switch rng.IntN(4) {
+			case 0:
 				def[i] = int16(rng.IntN(maxDef))
-			} else {
+			case 1:
+				def[i] = int16(rng.IntN(1 << 16))
+			case 2:
 				rep[i] = 1 - rep[i]
+			default:
+				rep[i] = int16(rng.IntN(1 << 16)) // -32768 .. 32767, 0 included
 			}
 		}
 		if got, want := badLevel(def, rep, maxDef, pos, k), badLevelPlain(def, rep, maxDef, pos, k); got != want {
