@@ -250,6 +250,9 @@ func BenchmarkWriteReadPairs(b *testing.B) {
 	}
 }
 
+// The file layout of BenchmarkWriteReadPairs' lakeio writes.
+const benchShards, benchRowGroup = 8, 65536
+
 // benchRound is one round's measurements of BenchmarkWriteReadPairs.
 type benchRound struct {
 	rawWall, rawCPU, rawW, rawR  time.Duration
@@ -282,7 +285,7 @@ func (b *benchRound) minOf(m benchRound, first bool) {
 // through the shuffle, the read, the write with SpillDir, the Prism floor
 // and the generator alone.
 func writeReadRound(b *testing.B, n int) (m benchRound) {
-	const shards, rowGroup, chunks = 8, 65536, 16
+	const shards, rowGroup, chunks = benchShards, benchRowGroup, 16
 	dir := b.TempDir()
 	if keep := os.Getenv("LAKEIO_BENCH_KEEP"); keep != "" {
 		// Keep the files, e.g. to cmp two builds' shards byte for byte.
@@ -366,7 +369,7 @@ func writeReadRound(b *testing.B, n int) (m benchRound) {
 // report prints the measurements (each phase's minimum over rounds) and
 // reports the ratios as benchmark metrics.
 func (m benchRound) report(b *testing.B, n, rounds int) {
-	const shards, rowGroup = 8, 65536
+	const shards, rowGroup = benchShards, benchRowGroup
 	// The write pipeline moves every row through Beam once (generator
 	// to shard buffers) and the read pipeline once more (reader to the
 	// counter); each such pass costs about floor - gen. What lakeio
