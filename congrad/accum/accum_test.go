@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/congrad-beam/congrad/congrad/internal/exact"
 )
 
 func randVec(r *rand.Rand, k int) []float32 {
@@ -330,5 +332,64 @@ func TestAddFiniteMatchesAdd(t *testing.T) {
 	}
 	if err := (&Mean{K: 2, Limbs: make([]int64, 3)}).AddFinite([]float32{1, 2}); !errors.Is(err, ErrDim) {
 		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+// normalized returns a copy of m's limbs with carries propagated: the
+// canonical form, equal for equal sums however they were added.
+func normalized(m *Mean) []int64 {
+	l := append([]int64(nil), m.Limbs...)
+	for c := 0; c < m.K; c++ {
+		exact.Normalize(l[c*LimbsPerCoord : (c+1)*LimbsPerCoord])
+	}
+	return l
+}
+
+// TestStagedMatchesMean: filling a Mean through Staged's float64 staging
+// (across several settles, with inputs spanning ten decades and zeros) gives
+// the sums, counts and Result bits of Mean.Add; reading it mid-way and adding
+// on still does; errors leave the state unchanged.
+func TestStagedMatchesMean(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	const k = 13
+	st, m := NewStaged(k), NewMean(k)
+	for i := 0; i < 3*settleRows+77; i++ {
+		v := randVec(r, k)
+		if i%97 == 0 {
+			v[i%k] = 0
+		}
+		if err := st.Add(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Add(v); err != nil {
+			t.Fatal(err)
+		}
+		if i == settleRows/2 {
+			if got := st.Mean(); got.N != m.N || !reflect.DeepEqual(normalized(got), normalized(m)) {
+				t.Fatalf("after %d rows: staged sums differ", i+1)
+			}
+		}
+	}
+	if err := st.Add([]float32{1}); !errors.Is(err, ErrDim) {
+		t.Fatalf("short vector: %v", err)
+	}
+	bad := make([]float32, k)
+	bad[3] = float32(math.Inf(-1))
+	if err := st.Add(bad); !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("-Inf: %v", err)
+	}
+	got := st.Mean()
+	if got.N != m.N || !reflect.DeepEqual(normalized(got), normalized(m)) {
+		t.Fatal("Staged and Mean hold different sums")
+	}
+	a, _ := got.Result()
+	b, _ := m.Result()
+	for c := range a {
+		if math.Float32bits(a[c]) != math.Float32bits(b[c]) {
+			t.Fatalf("coordinate %d: staged mean %g, Mean %g", c, a[c], b[c])
+		}
+	}
+	if err := NewStaged(0).Add(nil); !errors.Is(err, ErrBadParam) {
+		t.Fatalf("k=0: %v", err)
 	}
 }

@@ -15,6 +15,16 @@ func BenchmarkMeanAddK8192(b *testing.B) {
 	}
 }
 
+func BenchmarkStagedAddK8192(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	v := randVec(r, 8192)
+	m := NewStaged(8192)
+	b.SetBytes(4 * 8192)
+	for b.Loop() {
+		_ = m.Add(v)
+	}
+}
+
 func BenchmarkMeanMergeK8192(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	m, o := NewMean(8192), NewMean(8192)

@@ -24,15 +24,15 @@ func Key(method, lang string, step int64) string {
 // Partials pre-aggregates the sketches one worker sees in one element (a
 // file split, say) into one exact accumulator per key: combiner lifting by
 // hand, for readers that never emit the sketches themselves. Memory: one
-// accumulator of K·80 bytes per key seen.
+// accumulator of K·88 bytes per key seen (accum.Staged).
 type Partials struct {
 	opts Options
-	m    map[string]*accum.Mean
+	m    map[string]*accum.Staged
 }
 
 // NewPartials returns empty partials; opts must be valid.
 func NewPartials(opts Options) *Partials {
-	return &Partials{opts: opts, m: map[string]*accum.Mean{}}
+	return &Partials{opts: opts, m: map[string]*accum.Staged{}}
 }
 
 // Add adds one sketch's values (K finite values; anything else is an error).
@@ -52,11 +52,11 @@ func (p *Partials) AddFinite(lang string, step int64, v []float32) error {
 	return nil
 }
 
-func (p *Partials) of(lang string, step int64) *accum.Mean {
+func (p *Partials) of(lang string, step int64) *accum.Staged {
 	key := Key(p.opts.Method, lang, step)
 	m, ok := p.m[key]
 	if !ok {
-		m = accum.NewMean(p.opts.K)
+		m = accum.NewStaged(p.opts.K)
 		p.m[key] = m
 	}
 	return m
@@ -70,7 +70,7 @@ func (p *Partials) Flush(emit func(string, accum.Mean)) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		emit(k, *p.m[k])
+		emit(k, *p.m[k].Mean())
 	}
 	clear(p.m)
 }

@@ -90,6 +90,70 @@ func AddF32s(l []int64, v []float32) {
 	}
 }
 
+// AddF32sStaged is AddF32s through a float64 staging vector s (len(s) >=
+// len(v)): s[c] += v[c] in float64, and the rounding error of that addition,
+// computed exactly by TwoSum, goes into coordinate c's accumulator. The value
+// s[c] + (accumulator c) is therefore exactly what AddF32s would hold, and
+// SettleF64 later moves s into the accumulators without rounding.
+//
+// It is faster because the error is zero unless v[c] is about 2^29 times
+// smaller than s[c] in magnitude: most additions are one float64 add into a
+// vector that stays in L1, instead of an add at a data-dependent limb.
+// Every value of s stays an integer multiple of 2^-149 (each v[c] is one, and
+// rounding a sum of such multiples to float64 keeps it one), so the errors and
+// s itself are representable in the F32 format. Each call counts as one
+// addition per limb against Headroom; v must be finite.
+func AddF32sStaged(l []int64, s []float64, v []float32) {
+	l = l[:len(v)*f32Limbs]
+	s = s[:len(v)]
+	c := 0
+	// Four coordinates per step, one branch for their four errors.
+	for ; c+4 <= len(v); c += 4 {
+		w, x := s[c:c+4:c+4], v[c:c+4:c+4]
+		t0, e0 := twoSum(w[0], float64(x[0]))
+		t1, e1 := twoSum(w[1], float64(x[1]))
+		t2, e2 := twoSum(w[2], float64(x[2]))
+		t3, e3 := twoSum(w[3], float64(x[3]))
+		w[0], w[1], w[2], w[3] = t0, t1, t2, t3
+		if (math.Float64bits(e0)|math.Float64bits(e1)|math.Float64bits(e2)|math.Float64bits(e3))<<1 != 0 {
+			for i, e := range [4]float64{e0, e1, e2, e3} {
+				if e != 0 {
+					AddF64(l[(c+i)*f32Limbs:(c+i+1)*f32Limbs], F32, e)
+				}
+			}
+		}
+	}
+	for ; c < len(v); c++ {
+		t, e := twoSum(s[c], float64(v[c]))
+		s[c] = t
+		if e != 0 {
+			AddF64(l[c*f32Limbs:(c+1)*f32Limbs], F32, e)
+		}
+	}
+}
+
+// twoSum returns t = fl(a+b) and e with a + b == t + e exactly (Knuth's
+// TwoSum; exact in binary64 barring overflow, which sums of float32 values
+// cannot reach).
+func twoSum(a, b float64) (t, e float64) {
+	t = a + b
+	bv := t - a
+	e = (a - (t - bv)) + (b - bv)
+	return t, e
+}
+
+// SettleF64 adds every s[c] exactly into coordinate c's F32 accumulator and
+// zeroes s: the end of AddF32sStaged's staging. One addition per limb.
+func SettleF64(l []int64, s []float64) {
+	l = l[:len(s)*f32Limbs]
+	for c, x := range s {
+		if x != 0 {
+			AddF64(l[c*f32Limbs:(c+1)*f32Limbs], F32, x)
+			s[c] = 0
+		}
+	}
+}
+
 // AddF64 adds v exactly to accumulator l of format f. v must be finite, an
 // integer multiple of 2^f.Min, and small enough for the format; both hold for
 // the callers in this module by construction (see the call sites).

@@ -70,6 +70,50 @@ func TestAddF32sMatchesAddF32(t *testing.T) {
 	}
 }
 
+// TestAddF32sStagedExact: staging in float64 with TwoSum errors into the
+// limbs, settled at random points, holds exactly the value AddF32s holds:
+// over the whole finite range (subnormals, MaxFloat32 sums that float64
+// rounds, both zeros) and for vectors of one scale, where the errors are
+// rare and the float64 path carries almost everything.
+func TestAddF32sStagedExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const k = 29
+	for _, scaled := range []bool{false, true} {
+		got := make([]int64, k*F32.Limbs)
+		want := make([]int64, k*F32.Limbs)
+		s := make([]float64, k)
+		for trial := 0; trial < 3000; trial++ {
+			v := make([]float32, k)
+			for c := range v {
+				if scaled {
+					v[c] = float32(r.NormFloat64() * 1e-3)
+				} else {
+					v[c] = randF32(r)
+				}
+				if r.IntN(50) == 0 {
+					v[c] = []float32{math.MaxFloat32, -math.MaxFloat32, math.Float32frombits(1), 0}[r.IntN(4)]
+				}
+			}
+			AddF32sStaged(got, s, v)
+			AddF32s(want, v)
+			if r.IntN(700) == 0 {
+				SettleF64(got, s)
+			}
+		}
+		SettleF64(got, s)
+		for c := range s {
+			if s[c] != 0 {
+				t.Fatalf("settle left s[%d] = %g", c, s[c])
+			}
+			g := BigInt(got[c*F32.Limbs : (c+1)*F32.Limbs])
+			w := BigInt(want[c*F32.Limbs : (c+1)*F32.Limbs])
+			if g.Cmp(w) != 0 {
+				t.Fatalf("scaled=%v coordinate %d: staged sum %v, want %v", scaled, c, g, w)
+			}
+		}
+	}
+}
+
 func TestAddF32MatchesBigRat(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for trial := 0; trial < 300; trial++ {
@@ -191,6 +235,24 @@ func TestQuotient32(t *testing.T) {
 		w, _ := want.Float32()
 		if got := Quotient32(l, F32, n); math.Float32bits(got) != math.Float32bits(w) {
 			t.Fatalf("trial %d: got %g want %g", trial, got, w)
+		}
+	}
+}
+
+func BenchmarkAddF32sStagedK2048(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	v := make([]float32, 2048)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * 1e-3)
+	}
+	l := make([]int64, len(v)*F32.Limbs)
+	s := make([]float64, len(v))
+	b.SetBytes(int64(4 * len(v)))
+	n := 0
+	for b.Loop() {
+		AddF32sStaged(l, s, v)
+		if n++; n%1024 == 0 {
+			SettleF64(l, s)
 		}
 	}
 }
