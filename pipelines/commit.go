@@ -306,16 +306,25 @@ func (j *Job) Commit(ctx context.Context, c Config, res beam.PipelineResult) err
 		faultPoint("commit-" + st + "-files")
 		m := j.manifest(st, StateCommitted, c)
 		m.Outputs = map[string]OutputSummary{}
-		for _, rel := range want {
+		files := make([]FileEntry, len(want))
+		err := eachIndex(len(want), func(i int) error {
+			rel := want[i]
 			name, _ := shardOutput(rel)
 			size, sum, rows, err := hashFile(ctx, joinPath(c.Out, rel), true)
 			if err != nil {
 				return fmt.Errorf("commit %s: output %s: %w", st, rel, err)
 			}
-			m.Files = append(m.Files, FileEntry{Path: rel, Output: name, Size: size, SHA256: sum, Rows: rows})
-			s := m.Outputs[name]
-			s.Format, s.Shards, s.Files, s.Rows = string(c.format()), c.Shards, s.Files+1, s.Rows+*rows
-			m.Outputs[name] = s
+			files[i] = FileEntry{Path: rel, Output: name, Size: size, SHA256: sum, Rows: rows}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range files {
+			m.Files = append(m.Files, e)
+			s := m.Outputs[e.Output]
+			s.Format, s.Shards, s.Files, s.Rows = string(c.format()), c.Shards, s.Files+1, s.Rows+*e.Rows
+			m.Outputs[e.Output] = s
 		}
 		if st == StageSelect {
 			for _, rel := range reportFiles {

@@ -56,6 +56,22 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 	var entries []FileEntry
 	var unmanifested []string
 	sources := map[source]*Manifest{}
+	// The listed files are verified (hashed) together after the loop; an
+	// error the loop finds at file i is reported only if none of the files
+	// before i fails its check, as when each was checked in turn.
+	type check struct {
+		dir    string
+		entry  FileEntry
+		listed *Manifest
+	}
+	var checks []check
+	verified := func(stop error) error {
+		err := eachIndex(len(checks), func(i int) error { return verifyFile(ctx, checks[i].dir, checks[i].entry, checks[i].listed) })
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
+		}
+		return stop
+	}
 	for _, f := range files {
 		dir, base := dirOf(f), path.Base(f)
 		var listed *Manifest
@@ -63,7 +79,7 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 		for _, st := range []string{StageGenerate, StageSketch, StageSelect} {
 			m, err := get(dir, st)
 			if err != nil {
-				return ref, nil, "", "", fmt.Errorf("%s: %w", flag, err)
+				return ref, nil, "", "", verified(fmt.Errorf("%s: %w", flag, err))
 			}
 			if m == nil || m.State != StateCommitted {
 				continue
@@ -75,9 +91,7 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 			}
 		}
 		if listed != nil {
-			if err := verifyFile(ctx, dir, entry, listed); err != nil {
-				return ref, nil, "", "", fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
-			}
+			checks = append(checks, check{dir, entry, listed})
 			entries = append(entries, entry)
 			sources[source{dir, listed.Stage, listed.RunID}] = listed
 			continue
@@ -86,15 +100,18 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 			if owner := ownerOf(out); owner != "" {
 				m, _ := get(dir, owner)
 				if m != nil && m.State != StateCommitted {
-					return ref, nil, "", "", fmt.Errorf("%w: %s: %s: %s", ErrManifest, flag, f, stateProblem(joinPath(dir, ManifestName(owner)), m))
+					return ref, nil, "", "", verified(fmt.Errorf("%w: %s: %s: %s", ErrManifest, flag, f, stateProblem(joinPath(dir, ManifestName(owner)), m)))
 				}
 				if m != nil {
-					return ref, nil, "", "", fmt.Errorf("%w: %s: %s is not listed in %s (run %s): a stale or foreign file; rerun `congrad %s` or remove it",
-						ErrManifest, flag, f, joinPath(dir, ManifestName(owner)), m.RunID, owner)
+					return ref, nil, "", "", verified(fmt.Errorf("%w: %s: %s is not listed in %s (run %s): a stale or foreign file; rerun `congrad %s` or remove it",
+						ErrManifest, flag, f, joinPath(dir, ManifestName(owner)), m.RunID, owner))
 				}
 			}
 		}
 		unmanifested = append(unmanifested, f)
+	}
+	if err := verified(nil); err != nil {
+		return ref, nil, "", "", err
 	}
 	if len(sources) > 1 {
 		var names []string
@@ -116,12 +133,18 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 		ref.Digest = digest(entries)
 		return ref, src, srcDir, glob, nil
 	}
-	for _, f := range unmanifested {
+	entries = make([]FileEntry, len(unmanifested))
+	err = eachIndex(len(unmanifested), func(i int) error {
+		f := unmanifested[i]
 		size, sum, _, err := hashFile(ctx, f, false)
 		if err != nil {
-			return ref, nil, "", "", fmt.Errorf("%s: %s: %w", flag, f, err)
+			return fmt.Errorf("%s: %s: %w", flag, f, err)
 		}
-		entries = append(entries, FileEntry{Path: f, Size: size, SHA256: sum})
+		entries[i] = FileEntry{Path: f, Size: size, SHA256: sum}
+		return nil
+	})
+	if err != nil {
+		return ref, nil, "", "", err
 	}
 	ref.Digest = digest(entries)
 	if warn != nil {
@@ -152,10 +175,10 @@ func resolveDefault(ctx context.Context, out, name, flag string) (ref InputRef, 
 		return ref, nil, "", "", fmt.Errorf("%w: %s: %s lists no %s files", ErrManifest, flag, mp, name)
 	}
 	listed := map[string]bool{}
+	if err := eachIndex(len(entries), func(i int) error { return verifyFile(ctx, out, entries[i], m) }); err != nil {
+		return ref, nil, "", "", fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
+	}
 	for _, e := range entries {
-		if err := verifyFile(ctx, out, e, m); err != nil {
-			return ref, nil, "", "", fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
-		}
 		listed[e.Path] = true
 	}
 	present, err := lakeio.Match(ctx, joinPath(out, name)+"-*")

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -320,4 +321,53 @@ func countRows(local, name string) (int64, error) {
 		rec.Release()
 	}
 	return n, nil
+}
+
+// hashWorkers bounds how many files ResolveInput and the commit hash at
+// once: local files are read from the page cache at a core's SHA-256 rate
+// (~1.5 GB/s with SHA-NI), gs:// objects at the network's, so a few
+// concurrent reads shorten both.
+const hashWorkers = 8
+
+// eachIndex calls fn(i) for every i in [0, n) on up to hashWorkers
+// goroutines and returns the error of the lowest i that failed, so the
+// message does not depend on scheduling. Once a call fails, calls for
+// higher indices not yet started are skipped.
+func eachIndex(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var (
+		mu     sync.Mutex
+		next   int
+		failed = n // lowest failed index so far
+	)
+	claim := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= n || next > failed {
+			return 0, false
+		}
+		next++
+		return next - 1, true
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < min(n, hashWorkers); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, ok := claim(); ok; i, ok = claim() {
+				if errs[i] = fn(i); errs[i] != nil {
+					mu.Lock()
+					failed = min(failed, i)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,93 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEachIndex: every index runs once when nothing fails, at most
+// hashWorkers at a time; with failures the lowest failing index's error
+// comes back whatever the order the calls finish in.
+func TestEachIndex(t *testing.T) {
+	var seen [100]atomic.Int32
+	var running, peak atomic.Int32
+	err := eachIndex(len(seen), func(i int) error {
+		r := running.Add(1)
+		for p := peak.Load(); r > p && !peak.CompareAndSwap(p, r); p = peak.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		seen[i].Add(1)
+		running.Add(-1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seen {
+		if n := seen[i].Load(); n != 1 {
+			t.Fatalf("index %d ran %d times", i, n)
+		}
+	}
+	if p := peak.Load(); p > hashWorkers || p < 2 {
+		t.Errorf("peak concurrency %d, want 2..%d", p, hashWorkers)
+	}
+	for trial := 0; trial < 20; trial++ {
+		err := eachIndex(40, func(i int) error {
+			// Later failures finish first.
+			time.Sleep(time.Duration(40-i) * 50 * time.Microsecond)
+			if i == 7 || i == 9 || i == 30 {
+				return fmt.Errorf("file %d", i)
+			}
+			return nil
+		})
+		if err == nil || err.Error() != "file 7" {
+			t.Fatalf("trial %d: %v, want the error of index 7", trial, err)
+		}
+	}
+	if err := eachIndex(0, func(int) error { return errors.New("called") }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResolveInputHashesInOrder: files hashed in parallel give the digest
+// of hashing them one by one, and of two bad files the first is named.
+func TestResolveInputHashesInOrder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var want []FileEntry
+	for i := 0; i < 2*hashWorkers+3; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("own-%02d.parquet", i))
+		if err := os.WriteFile(p, []byte(strings.Repeat(fmt.Sprint(i), 1000+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		size, sum, _, err := hashFile(ctx, p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, FileEntry{Path: p, Size: size, SHA256: sum})
+	}
+	ref, _, _, _, err := ResolveInput(ctx, dir, "pairs", filepath.Join(dir, "own-*.parquet"), "--pairs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Digest != digest(want) || ref.Files != len(want) {
+		t.Fatalf("digest %s over %d files, want %s over %d", ref.Digest, ref.Files, digest(want), len(want))
+	}
+	// Unreadable files (directories matching the glob): the first is named.
+	for _, name := range []string{"own-90.parquet", "own-95.parquet"} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, _, _, err = ResolveInput(ctx, dir, "pairs", filepath.Join(dir, "own-*.parquet"), "--pairs", nil)
+	if err == nil || !strings.Contains(err.Error(), "own-90.parquet") {
+		t.Fatalf("two unreadable files: %v, want the first (own-90) named", err)
+	}
+}
