@@ -306,8 +306,15 @@ func (j *Job) Commit(ctx context.Context, c Config, res beam.PipelineResult) err
 		faultPoint("commit-" + st + "-files")
 		m := j.manifest(st, StateCommitted, c)
 		m.Outputs = map[string]OutputSummary{}
+		// Counting a remote shard's rows copies it to a temporary file
+		// first (hashFile), so remote outputs are hashed one at a time:
+		// the temporary disk a commit needs stays one shard.
+		workers := hashWorkers
+		if !isLocalPath(c.Out) {
+			workers = 1
+		}
 		files := make([]FileEntry, len(want))
-		err := eachIndex(len(want), func(i int) error {
+		err := eachIndex(len(want), workers, func(i int) error {
 			rel := want[i]
 			name, _ := shardOutput(rel)
 			size, sum, rows, err := hashFile(ctx, joinPath(c.Out, rel), true)

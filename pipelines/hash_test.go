@@ -18,7 +18,7 @@ import (
 func TestEachIndex(t *testing.T) {
 	var seen [100]atomic.Int32
 	var running, peak atomic.Int32
-	err := eachIndex(len(seen), func(i int) error {
+	err := eachIndex(len(seen), hashWorkers, func(i int) error {
 		r := running.Add(1)
 		for p := peak.Load(); r > p && !peak.CompareAndSwap(p, r); p = peak.Load() {
 		}
@@ -39,7 +39,7 @@ func TestEachIndex(t *testing.T) {
 		t.Errorf("peak concurrency %d, want 2..%d", p, hashWorkers)
 	}
 	for trial := 0; trial < 20; trial++ {
-		err := eachIndex(40, func(i int) error {
+		err := eachIndex(40, hashWorkers, func(i int) error {
 			// Later failures finish first.
 			time.Sleep(time.Duration(40-i) * 50 * time.Microsecond)
 			if i == 7 || i == 9 || i == 30 {
@@ -51,8 +51,14 @@ func TestEachIndex(t *testing.T) {
 			t.Fatalf("trial %d: %v, want the error of index 7", trial, err)
 		}
 	}
-	if err := eachIndex(0, func(int) error { return errors.New("called") }); err != nil {
+	if err := eachIndex(0, hashWorkers, func(int) error { return errors.New("called") }); err != nil {
 		t.Fatal(err)
+	}
+	// One worker: strictly in order, one at a time.
+	var order []int
+	_ = eachIndex(5, 1, func(i int) error { order = append(order, i); return nil })
+	if fmt.Sprint(order) != "[0 1 2 3 4]" {
+		t.Errorf("one worker ran %v", order)
 	}
 }
 

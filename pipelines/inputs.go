@@ -66,7 +66,7 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 	}
 	var checks []check
 	verified := func(stop error) error {
-		err := eachIndex(len(checks), func(i int) error { return verifyFile(ctx, checks[i].dir, checks[i].entry, checks[i].listed) })
+		err := eachIndex(len(checks), hashWorkers, func(i int) error { return verifyFile(ctx, checks[i].dir, checks[i].entry, checks[i].listed) })
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
 		}
@@ -134,7 +134,7 @@ func ResolveInput(ctx context.Context, out, name, glob, flag string, warn io.Wri
 		return ref, src, srcDir, glob, nil
 	}
 	entries = make([]FileEntry, len(unmanifested))
-	err = eachIndex(len(unmanifested), func(i int) error {
+	err = eachIndex(len(unmanifested), hashWorkers, func(i int) error {
 		f := unmanifested[i]
 		size, sum, _, err := hashFile(ctx, f, false)
 		if err != nil {
@@ -175,7 +175,7 @@ func resolveDefault(ctx context.Context, out, name, flag string) (ref InputRef, 
 		return ref, nil, "", "", fmt.Errorf("%w: %s: %s lists no %s files", ErrManifest, flag, mp, name)
 	}
 	listed := map[string]bool{}
-	if err := eachIndex(len(entries), func(i int) error { return verifyFile(ctx, out, entries[i], m) }); err != nil {
+	if err := eachIndex(len(entries), hashWorkers, func(i int) error { return verifyFile(ctx, out, entries[i], m) }); err != nil {
 		return ref, nil, "", "", fmt.Errorf("%w: %s: %v", ErrManifest, flag, err)
 	}
 	for _, e := range entries {

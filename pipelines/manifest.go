@@ -326,14 +326,15 @@ func countRows(local, name string) (int64, error) {
 // hashWorkers bounds how many files ResolveInput and the commit hash at
 // once: local files are read from the page cache at a core's SHA-256 rate
 // (~1.5 GB/s with SHA-NI), gs:// objects at the network's, so a few
-// concurrent reads shorten both.
+// concurrent reads shorten both. (The commit hashes remote outputs one at
+// a time: counting their rows takes a temporary copy of each.)
 const hashWorkers = 8
 
-// eachIndex calls fn(i) for every i in [0, n) on up to hashWorkers
-// goroutines and returns the error of the lowest i that failed, so the
-// message does not depend on scheduling. Once a call fails, calls for
-// higher indices not yet started are skipped.
-func eachIndex(n int, fn func(i int) error) error {
+// eachIndex calls fn(i) for every i in [0, n) on up to workers goroutines
+// and returns the error of the lowest i that failed, so the message does
+// not depend on scheduling. Once a call fails, calls for higher indices not
+// yet started are skipped.
+func eachIndex(n, workers int, fn func(i int) error) error {
 	errs := make([]error, n)
 	var (
 		mu     sync.Mutex
@@ -350,7 +351,7 @@ func eachIndex(n int, fn func(i int) error) error {
 		return next - 1, true
 	}
 	var wg sync.WaitGroup
-	for w := 0; w < min(n, hashWorkers); w++ {
+	for w := 0; w < min(n, max(workers, 1)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
