@@ -328,7 +328,7 @@ func countRows(local, name string) (int64, error) {
 // (~1.5 GB/s with SHA-NI), gs:// objects at the network's, so a few
 // concurrent reads shorten both. (The commit hashes remote outputs one at
 // a time: counting their rows takes a temporary copy of each.)
-const hashWorkers = 8
+var hashWorkers = 8
 
 // eachIndex calls fn(i) for every i in [0, n) on up to workers goroutines
 // and returns the error of the lowest i that failed, so the message does
