@@ -210,6 +210,8 @@ func (st *Staged) AddFinite(v []float32) error {
 	return nil
 }
 
+// settle moves the staged sums into the limbs; nothing to do before the
+// first Add (or ever, when k < 1: no Add succeeds).
 func (st *Staged) settle() {
 	if st.rows == 0 {
 		return
@@ -223,8 +225,6 @@ func (st *Staged) settle() {
 // Mean settles the staging and returns the Mean (owned by st; further Adds
 // go on changing it).
 func (st *Staged) Mean() *Mean {
-	if st.s != nil {
-		st.settle()
-	}
+	st.settle()
 	return st.m
 }
