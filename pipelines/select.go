@@ -370,7 +370,7 @@ func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection,
 	if upstream.IsValid() {
 		fails = append(fails, upstream)
 	}
-	out := filter.SplitFiles(s, pairSplits, decisions, beam.Flatten(s, fails...), val.Refs)
+	out := filter.SplitFiles(s, pairSplits, pairKeys, decisions, beam.Flatten(s, fails...), val.Refs)
 	deadPairs := beam.Flatten(s, out.Dead, val.Orphans)
 	deadSketches := beam.Flatten(s, val.DeadSketches, checkFails)
 	return Selected{Kept: out.Kept, Dropped: out.Dropped, Decisions: out.Decisions,

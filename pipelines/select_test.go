@@ -328,3 +328,52 @@ func runSelectElements(t *testing.T, c Config) {
 		t.Fatal(err)
 	}
 }
+
+// No stage of the select pipeline on files takes the per-pair verdict
+// state (decisions, failures, reference log-probs, pair or sketch keys) as
+// a side input: a side input is whole on every worker, so that state would
+// grow with N in each of them. SplitFiles joins it through shuffles by id
+// shard and by split instead (issue 12, goal 1).
+func TestSelectFilesPerPairStateIsNotASideInput(t *testing.T) {
+	perPair := map[reflect.Type]bool{}
+	for _, x := range []any{filter.DecisionBlock{}, filter.RefsBlock{}, filter.Failure{}, filter.PairKeyBlock{},
+		filter.MetaBlock{}, filter.ScoreBlock{}, filter.ShardVerdicts{}, schemas.Decision{}} {
+		perPair[reflect.TypeOf(x)] = true
+	}
+	dir := t.TempDir()
+	for _, variant := range []string{"positive", "global-top", "noise"} {
+		p, s := beam.NewPipelineWithRoot()
+		c := selectConfig(dir, variant)
+		if variant == "noise" {
+			c = selectConfig(dir, "positive")
+			c.Select.Keep.Rule = filter.NoiseAware
+		}
+		if err := BuildSelect(s, c); err != nil {
+			t.Fatal(err)
+		}
+		edges, _, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sides := 0
+		for _, e := range edges {
+			if e.Op != graph.ParDo {
+				continue
+			}
+			for _, in := range e.Input[1:] {
+				sides++
+				ft := in.From.Type()
+				elem := ft.Type()
+				if typex.IsKV(ft) {
+					elem = ft.Components()[1].Type()
+				}
+				if perPair[elem] {
+					t.Errorf("%s: %s takes %v as a side input", variant, e.Name(), elem)
+				}
+			}
+		}
+		if sides == 0 {
+			t.Fatalf("%s: no side inputs at all; the check sees nothing", variant)
+		}
+	}
+}

@@ -2,14 +2,10 @@ package filter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"reflect"
 	"strings"
-	"sync"
-	"weak"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -68,8 +64,12 @@ func idShard(id string) int {
 }
 
 // PairKeyBlock is the (pair id, language) of some pairs of one split whose
-// ids fall in one hash shard.
-type PairKeyBlock struct{ IDs, Langs []string }
+// ids fall in one hash shard, in file order, with the split's key
+// (splitKey).
+type PairKeyBlock struct {
+	Split      string
+	IDs, Langs []string
+}
 
 // MetaBlock is the Meta rows of some sketches of one split whose ids fall in
 // one hash shard.
@@ -109,6 +109,10 @@ type pairKeySplitFn struct{}
 
 func (f *pairKeySplitFn) ProcessElement(ctx context.Context, sp lakeio.Split, emit func(int, PairKeyBlock), count func(LangCount)) error {
 	blocks := make([]PairKeyBlock, joinShards)
+	key := splitKey(sp)
+	for i := range blocks {
+		blocks[i].Split = key
+	}
 	langs := map[string]int64{}
 	err := lakeio.EachBatch(ctx, sp, []string{"pair_id", "lang"}, BatchRows*64, func(rec arrow.RecordBatch) error {
 		ids, ok1 := column(rec, "pair_id").(stringCol)
@@ -464,33 +468,73 @@ func (f *decisionBatchFn) FinishBundle(_ context.Context, emit func(DecisionBloc
 // of Kept, Dropped or Dead with the reason Split would give it; failures
 // without a pair are ValidateBlocks' Orphans.
 //
-// The join runs in two stages (see bind.go for why a long read must not
-// have side inputs on Prism): bindPairsFn, with the decisions, failures and
-// reference log-probs as side inputs (one compact table per process), reads
-// only the pair_id column of a split and binds the verdict of each row into
-// the split element; after a Reshuffle, splitBoundFn reads the whole pairs
-// and emits the kept, dropped, decision and dead-letter rows to the writers
-// fused after it, with no side inputs.
+// The join is two shuffles, so no worker holds more than one hash shard of
+// the per-pair verdict state or one split's verdicts, whatever the number
+// of pairs:
+//
+//   - by id shard: the pair ids of every split (pairKeys, PairKeysFiles'
+//     blocks, in file order per split and shard) meet that shard's
+//     decisions, failures and reference log-probs; bindShardFn encodes the
+//     verdict of each id (ShardVerdicts, ~40 bytes per pair) and sends it
+//     to the split it came from;
+//   - by split: splitBoundFn gets the split and one ShardVerdicts per shard
+//     its ids fall in, reads the whole pairs and takes each row's verdict
+//     from its shard's piece, in order, emitting the kept, dropped,
+//     decision and dead-letter rows to the writers fused after it. The
+//     stage has no side inputs (see bind.go for why a long read must not).
 //
 // failures holds ValidationFiles.DupPairs too: a duplicate_pair reason
 // decides before any other failure of the id, as in Split.
 //
-//	PCollection<lakeio.Split> (pair files), PCollection<DecisionBlock>, PCollection<Failure>,
-//	PCollection<RefsBlock> -> SplitResult
-func SplitFiles(s beam.Scope, pairSplits, decisions, failures, refs beam.PCollection) SplitResult {
+//	PCollection<lakeio.Split> (pair files), PCollection<KV<int, PairKeyBlock>> (PairKeysFiles of the same splits),
+//	PCollection<DecisionBlock>, PCollection<Failure>, PCollection<RefsBlock> -> SplitResult
+func SplitFiles(s beam.Scope, pairSplits, pairKeys, decisions, failures, refs beam.PCollection) SplitResult {
 	s = s.Scope("filter.SplitFiles")
 	mustType("filter.SplitFiles", pairSplits, reflect.TypeOf(lakeio.Split{}))
 	mustType("filter.SplitFiles", decisions, reflect.TypeOf(DecisionBlock{}))
 	mustType("filter.SplitFiles", failures, reflect.TypeOf(Failure{}))
 	mustType("filter.SplitFiles", refs, reflect.TypeOf(RefsBlock{}))
-	bound := beam.ParDo(s, &bindPairsFn{Table: newTableToken()}, pairSplits,
-		beam.SideInput{Input: decisions}, beam.SideInput{Input: failures}, beam.SideInput{Input: refs})
-	kept, dropped, decs, dead := beam.ParDo4(s, &splitBoundFn{}, beam.Reshuffle(s, bound))
+	byShard := beam.CoGroupByKey(s, pairKeys, beam.ParDo(s, shardDecisions, decisions),
+		beam.ParDo(s, shardFailure, failures), beam.ParDo(s, shardRefs, refs))
+	pieces := beam.ParDo(s, &bindShardFn{}, byShard)
+	bySplit := beam.CoGroupByKey(s, beam.ParDo(s, keySplit, pairSplits), pieces)
+	kept, dropped, decs, dead := beam.ParDo4(s, &splitBoundFn{}, bySplit)
 	return SplitResult{Kept: kept, Dropped: dropped, Decisions: decs, Dead: dead}
 }
 
-// decisionTable is the side inputs of SplitFiles by pair id. Strings that
-// repeat (languages, reasons, audit names) are stored once.
+// shardDecisions splits a DecisionBlock by the hash shard of its ids.
+func shardDecisions(b DecisionBlock, emit func(int, DecisionBlock)) {
+	shards := make([]DecisionBlock, joinShards)
+	for _, d := range b.Rows {
+		sh := &shards[idShard(d.PairID)]
+		sh.Rows = append(sh.Rows, d)
+	}
+	for i, sh := range shards {
+		if len(sh.Rows) > 0 {
+			emit(i, sh)
+		}
+	}
+}
+
+// shardRefs splits a RefsBlock by the hash shard of its ids.
+func shardRefs(b RefsBlock, emit func(int, RefsBlock)) {
+	shards := make([]RefsBlock, joinShards)
+	for _, r := range b.Rows {
+		sh := &shards[idShard(r.PairID)]
+		sh.Rows = append(sh.Rows, r)
+	}
+	for i, sh := range shards {
+		if len(sh.Rows) > 0 {
+			emit(i, sh)
+		}
+	}
+}
+
+func keySplit(sp lakeio.Split) (string, lakeio.Split) { return splitKey(sp), sp }
+
+// decisionTable is the decisions, failures and reference log-probs of one
+// id shard by pair id. Strings that repeat (languages, reasons, audit
+// names) are stored once.
 type decisionTable struct {
 	idx   map[string]int32
 	rows  []decRow
@@ -555,163 +599,85 @@ func (t *decisionTable) load(decIt func(*DecisionBlock) bool, failIt func(*Failu
 	}
 }
 
-// bindPairsFn binds each pair split's verdicts (BoundPairs). The table is
-// read-only once loaded and is shared by every instance of the DoFn in a
-// process that carries the same Table token (one per SplitFiles call):
-// Prism (and an SDK harness running bundles in parallel) builds one DoFn
-// instance per concurrent bundle, and at 1M pairs five private copies of
-// the table (~130 MB each) were most of select's peak memory (docs/perf/select.md).
-//
-// An instance holds the table only while a bundle runs. Between bundles
-// the process keeps a weak reference, so a bundle that starts while
-// another still uses the table (or before the next GC) shares it, and once
-// the bind stage is over the table is garbage: the runner tears DoFns down
-// only at the end of the job, and before this the table stayed live
-// through the pair read and the writers after it (~130 MB at 1M pairs).
-type bindPairsFn struct {
-	Table string // process-wide key of the shared table
-	t     *decisionTable
-	user  bool // counted as a user of the Table entry
+// bind encodes the verdict of pair id into w: the cases of splitFn, in its
+// order (a language mismatch is checked by splitBoundFn, which reads the
+// pair's language).
+func (t *decisionTable) bind(w *verdictWriter, id string) {
+	if r, ok := t.dups[id]; ok {
+		w.dead(id, r)
+		return
+	}
+	if r, ok := t.fails[id]; ok {
+		w.dead(id, r)
+		return
+	}
+	j, ok := t.idx[id]
+	switch {
+	case !ok:
+		w.dead(id, reason(KindNoSketch, "no sketch for this pair"))
+	case t.rows[j].n > 1:
+		w.dead(id, reason(KindDuplicate, "%d verdicts for one pair", t.rows[j].n))
+	default:
+		w.decided(id, t, t.rows[j])
+	}
 }
 
-// sharedTables holds the decision tables by token, with their users.
-var sharedTables = struct {
-	sync.Mutex
-	m map[string]*sharedTable
-}{m: map[string]*sharedTable{}}
+// bindShardFn binds the verdicts of one id shard: for each split with ids
+// in the shard, one ShardVerdicts keyed by the split.
+type bindShardFn struct{}
 
-type sharedTable struct {
-	mu    sync.Mutex // held while loading
-	t     weak.Pointer[decisionTable]
-	users int
-}
-
-// acquireTable returns the table of token, loading it with load unless a
-// live one is still reachable. first counts the caller as a user of the
-// entry (see releaseTable); the caller must keep the returned pointer for
-// as long as it uses the table.
-func acquireTable(token string, first bool, load func() *decisionTable) *decisionTable {
-	sharedTables.Lock()
-	st := sharedTables.m[token]
-	if st == nil {
-		st = &sharedTable{}
-		sharedTables.m[token] = st
-	}
-	if first {
-		st.users++
-	}
-	sharedTables.Unlock()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if t := st.t.Value(); t != nil {
-		return t
-	}
-	t := load()
-	st.t = weak.Make(t)
-	return t
-}
-
-// releaseTable drops one user of token's entry; the last one removes it.
-func releaseTable(token string) {
-	sharedTables.Lock()
-	defer sharedTables.Unlock()
-	if st := sharedTables.m[token]; st != nil {
-		if st.users--; st.users <= 0 {
-			delete(sharedTables.m, token)
+func (f *bindShardFn) ProcessElement(shard int, pkIt func(*PairKeyBlock) bool, decIt func(*DecisionBlock) bool,
+	failIt func(*Failure) bool, refIt func(*RefsBlock) bool, emit func(string, ShardVerdicts)) {
+	var t decisionTable
+	t.load(decIt, failIt, refIt)
+	var pk PairKeyBlock
+	for pkIt(&pk) {
+		var w verdictWriter
+		for _, id := range pk.IDs {
+			t.bind(&w, id)
 		}
+		emit(pk.Split, ShardVerdicts{Shard: shard, Strs: w.strs, Rows: w.buf, N: w.n})
 	}
 }
 
-// newTableToken is a key no other SplitFiles of this or another pipeline
-// in the process uses.
-func newTableToken() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("filter.SplitFiles: %v", err))
-	}
-	return hex.EncodeToString(b[:])
-}
-
-// FinishBundle lets go of the table (see bindPairsFn). Beam requires the
-// side inputs of ProcessElement in its signature; they are not read.
-func (f *bindPairsFn) FinishBundle(func(*DecisionBlock) bool, func(*Failure) bool, func(*RefsBlock) bool) {
-	f.t = nil
-}
-
-func (f *bindPairsFn) Teardown() {
-	f.t = nil
-	if f.user {
-		f.user = false
-		releaseTable(f.Table)
-	}
-}
-
-func (f *bindPairsFn) ProcessElement(ctx context.Context, sp lakeio.Split,
-	decIt func(*DecisionBlock) bool, failIt func(*Failure) bool, refIt func(*RefsBlock) bool) (BoundPairs, error) {
-	if f.t == nil {
-		load := func() *decisionTable {
-			t := &decisionTable{}
-			t.load(decIt, failIt, refIt)
-			return t
-		}
-		f.t = acquireTable(f.Table, !f.user, load)
-		f.user = true
-	}
-	t := f.t
-	var b verdictWriter
-	err := lakeio.EachBatch(ctx, sp, []string{"pair_id"}, BatchRows*64, func(rec arrow.RecordBatch) error {
-		ids, ok := column(rec, "pair_id").(stringCol)
-		if !ok {
-			return fmt.Errorf("filter: %s: pair_id must be a string column", sp.Path)
-		}
-		for i := 0; i < int(rec.NumRows()); i++ {
-			id := ids.Value(i)
-			// The cases of splitFn, in its order (a language mismatch is
-			// checked by splitBoundFn, which reads the pair's language).
-			if r, ok := t.dups[id]; ok {
-				b.dead(id, r)
-				continue
-			}
-			if r, ok := t.fails[id]; ok {
-				b.dead(id, r)
-				continue
-			}
-			j, ok := t.idx[id]
-			switch {
-			case !ok:
-				b.dead(id, reason(KindNoSketch, "no sketch for this pair"))
-			case t.rows[j].n > 1:
-				b.dead(id, reason(KindDuplicate, "%d verdicts for one pair", t.rows[j].n))
-			default:
-				b.decided(id, t, t.rows[j])
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return BoundPairs{}, err
-	}
-	return BoundPairs{Split: sp, Strs: b.strs, Rows: b.buf, N: b.n}, nil
-}
-
-// splitBoundFn reads the pairs of a bound split and sends each where its
-// verdict says.
+// splitBoundFn reads the pairs of a split and sends each where its verdict
+// (from its id shard's ShardVerdicts) says.
 type splitBoundFn struct{}
 
-func (f *splitBoundFn) ProcessElement(ctx context.Context, b BoundPairs,
+func (f *splitBoundFn) ProcessElement(ctx context.Context, key string, spIt func(*lakeio.Split) bool, vIt func(*ShardVerdicts) bool,
 	kept func(schemas.Pair), dropped func(schemas.Dropped), decisions func(schemas.Decision), dead func(schemas.DeadLetter)) error {
+	var sp lakeio.Split
+	if !spIt(&sp) {
+		return fmt.Errorf("filter: verdicts for split %s, which no pair split has", key)
+	}
+	var again lakeio.Split
+	if spIt(&again) {
+		return fmt.Errorf("filter: two pair splits share the key %s", key)
+	}
+	readers := make([]*verdictReader, joinShards)
+	var v ShardVerdicts
+	for vIt(&v) {
+		if v.Shard < 0 || v.Shard >= joinShards || readers[v.Shard] != nil {
+			return fmt.Errorf("filter: %s: bad or repeated verdicts of shard %d", sp.Path, v.Shard)
+		}
+		readers[v.Shard] = &verdictReader{path: sp.Path, v: v}
+		v = ShardVerdicts{}
+	}
 	deadPair := func(p schemas.Pair, reason string) {
 		count(ctx, OutDead, p.Lang)
 		dead(schemas.DeadLetter{Stage: Stage, Source: p.PairID, Row: -1, Reason: reason, Payload: payload(p)})
 	}
-	vr := verdictReader{b: b}
 	codec := schemas.PairCodec{}
-	err := lakeio.EachBatch(ctx, b.Split, nil, BatchRows, func(rec arrow.RecordBatch) error {
+	err := lakeio.EachBatch(ctx, sp, nil, BatchRows, func(rec arrow.RecordBatch) error {
 		ps, err := codec.Decode(rec)
 		if err != nil {
-			return fmt.Errorf("filter: %s: %w", b.Split.Path, err)
+			return fmt.Errorf("filter: %s: %w", sp.Path, err)
 		}
 		for _, p := range ps {
+			vr := readers[idShard(p.PairID)]
+			if vr == nil {
+				return fmt.Errorf("filter: %s: no verdict for pair id %q (file changed during the run?)", sp.Path, p.PairID)
+			}
 			v, err := vr.next(p.PairID)
 			if err != nil {
 				return err
@@ -743,7 +709,14 @@ func (f *splitBoundFn) ProcessElement(ctx context.Context, b BoundPairs,
 	if err != nil {
 		return err
 	}
-	return vr.done()
+	for _, vr := range readers {
+		if vr != nil {
+			if err := vr.done(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // eachMeta calls fn with the Meta rows of a sketch split (the values
@@ -781,9 +754,17 @@ func registerBlocks() {
 	// without their generic register.DoFnNxM instantiations; measured,
 	// cause not found yet.)
 	beam.RegisterType(reflect.TypeOf((*validateShardFn)(nil)).Elem())
-	register.DoFn5x2[context.Context, lakeio.Split, func(*DecisionBlock) bool, func(*Failure) bool, func(*RefsBlock) bool, BoundPairs, error](&bindPairsFn{})
+	beam.RegisterType(reflect.TypeOf((*bindShardFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*splitBoundFn)(nil)).Elem())
-	beam.RegisterType(reflect.TypeOf(BoundPairs{}))
+	register.Function2x0(shardDecisions)
+	register.Function2x0(shardRefs)
+	register.Function1x2(keySplit)
+	register.Emitter2[int, DecisionBlock]()
+	register.Emitter2[int, RefsBlock]()
+	register.Emitter2[string, ShardVerdicts]()
+	register.Iter1[*lakeio.Split]()
+	register.Iter1[*ShardVerdicts]()
+	beam.RegisterType(reflect.TypeOf(ShardVerdicts{}))
 	register.DoFn4x1[context.Context, BoundSplit, func(ScoreBlock), func(Failure), error](&scoreBlockSplitFn{})
 	register.Function1x1(scoreBlockCount)
 	register.Function1x2(keyScoreBlock)

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"sort"
-	"sync"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -243,55 +241,5 @@ func TestHistLocate(t *testing.T) {
 	keepN, total, bin, above := h.locate(0.5)
 	if keepN != 3 || total != 6 || bin != cutoffBin(0.5) || above != 2 {
 		t.Fatalf("locate = %d %d %d %d", keepN, total, bin, above)
-	}
-}
-
-// SplitFiles' decision table is loaded once per process and token and
-// shared by concurrent users; once no bundle holds it, it can be collected
-// (and is loaded again if a later bundle needs it); the entry goes with its
-// last user.
-func TestSharedDecisionTable(t *testing.T) {
-	tok, other := newTableToken(), newTableToken()
-	if tok == other || len(tok) != 32 {
-		t.Fatalf("tokens %q %q", tok, other)
-	}
-	loads := 0
-	load := func() *decisionTable { loads++; return &decisionTable{rows: make([]decRow, 1<<16)} }
-	var wg sync.WaitGroup
-	got := make([]*decisionTable, 8)
-	for i := range got {
-		wg.Add(1)
-		go func() { defer wg.Done(); got[i] = acquireTable(tok, true, load) }()
-	}
-	wg.Wait()
-	for _, g := range got {
-		if g != got[0] {
-			t.Fatal("users of one token got different tables")
-		}
-	}
-	if loads != 1 {
-		t.Fatalf("loaded %d times, want once", loads)
-	}
-	if acquireTable(other, true, load) == got[0] || loads != 2 {
-		t.Fatal("another token shared the table")
-	}
-	runtime.GC()
-	if acquireTable(tok, false, load) != got[0] || loads != 2 {
-		t.Fatal("a table still held by a bundle was loaded again")
-	}
-	clear(got) // every bundle finished
-	runtime.GC()
-	if acquireTable(tok, false, load) == nil || loads != 3 {
-		t.Fatalf("loads = %d after the table was unreachable and collected, want 3 (it stayed live)", loads)
-	}
-	releaseTable(other)
-	for range got {
-		releaseTable(tok)
-	}
-	sharedTables.Lock()
-	n := len(sharedTables.m)
-	sharedTables.Unlock()
-	if n != 0 {
-		t.Fatalf("%d tables left after every user released", n)
 	}
 }

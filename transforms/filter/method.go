@@ -270,6 +270,8 @@ type ProjRow struct {
 	Proj   float64
 }
 
+// splitKey names a split within a pipeline (its file and first row) and
+// orders the splits of a file by their first row.
 func splitKey(sp lakeio.Split) string { return fmt.Sprintf("%s\x00%020d", sp.Path, sp.Start) }
 
 // GateBootsFiles is the gate's pass over sketch files: each admitted

@@ -8,19 +8,20 @@ import (
 	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
 
-// BoundPairs is one pair-file split with the verdict of each of its rows,
-// in file order (SplitFiles' bind stage). Rows are encoded compactly
-// (verdictWriter): a 64-bit hash of the pair id, then either a dead-letter
-// reason or the decision, with every string an index into Strs. About 40
-// bytes per pair, against a few hundred for the same rows as Go structs.
-type BoundPairs struct {
-	Split lakeio.Split
+// ShardVerdicts is the verdict of each row of one pair-file split whose id
+// falls in one hash shard, in file order (SplitFiles' bind stage). Rows are
+// encoded compactly (verdictWriter): a 64-bit hash of the pair id, then
+// either a dead-letter reason or the decision, with every string an index
+// into Strs. About 40 bytes per pair, against a few hundred for the same
+// rows as Go structs.
+type ShardVerdicts struct {
+	Shard int
 	Strs  []string // the strings the rows name, each once
 	Rows  []byte   // N encoded verdicts
 	N     int
 }
 
-// verdict is one decoded row of BoundPairs.
+// verdict is one decoded row of ShardVerdicts.
 type verdict struct {
 	dead                                        string // dead-letter reason; "" when decided
 	lang, reason, scoreType, target, rule, gate string
@@ -36,7 +37,7 @@ const (
 	flagRef        = 2
 )
 
-// verdictWriter encodes the rows of one BoundPairs.
+// verdictWriter encodes the rows of one ShardVerdicts.
 type verdictWriter struct {
 	buf   []byte
 	strs  []string
@@ -89,53 +90,54 @@ func (w *verdictWriter) decided(id string, t *decisionTable, r decRow) {
 	}
 }
 
-// verdictReader decodes the rows of a BoundPairs one at a time, checking
-// each against the pair id read from the file a second time.
+// verdictReader decodes the rows of a ShardVerdicts one at a time,
+// checking each against the pair id read from the file a second time.
 type verdictReader struct {
-	b   BoundPairs
-	off int
-	row int
-	err error
+	path string // the split's file, for errors
+	v    ShardVerdicts
+	off  int
+	row  int
+	err  error
 }
 
 func (r *verdictReader) fail(format string, a ...any) error {
 	if r.err == nil {
-		r.err = fmt.Errorf("filter: %s: pair verdicts row %d: %s", r.b.Split.Path, r.row, fmt.Sprintf(format, a...))
+		r.err = fmt.Errorf("filter: %s: pair verdicts row %d: %s", r.path, r.row, fmt.Sprintf(format, a...))
 	}
 	return r.err
 }
 
 func (r *verdictReader) u64() uint64 {
-	if r.off+8 > len(r.b.Rows) {
+	if r.off+8 > len(r.v.Rows) {
 		r.fail("truncated")
 		return 0
 	}
-	v := binary.LittleEndian.Uint64(r.b.Rows[r.off:])
+	v := binary.LittleEndian.Uint64(r.v.Rows[r.off:])
 	r.off += 8
 	return v
 }
 
 func (r *verdictReader) byte1() byte {
-	if r.off >= len(r.b.Rows) {
+	if r.off >= len(r.v.Rows) {
 		r.fail("truncated")
 		return 0
 	}
 	r.off++
-	return r.b.Rows[r.off-1]
+	return r.v.Rows[r.off-1]
 }
 
 func (r *verdictReader) str() string {
-	i, n := binary.Uvarint(r.b.Rows[r.off:])
-	if n <= 0 || i >= uint64(len(r.b.Strs)) {
+	i, n := binary.Uvarint(r.v.Rows[r.off:])
+	if n <= 0 || i >= uint64(len(r.v.Strs)) {
 		r.fail("bad string index")
 		return ""
 	}
 	r.off += n
-	return r.b.Strs[i]
+	return r.v.Strs[i]
 }
 
 func (r *verdictReader) varint() int64 {
-	v, n := binary.Varint(r.b.Rows[r.off:])
+	v, n := binary.Varint(r.v.Rows[r.off:])
 	if n <= 0 {
 		r.fail("bad rank")
 		return 0
@@ -151,7 +153,7 @@ func (r *verdictReader) next(id string) (verdict, error) {
 	if r.err != nil {
 		return verdict{}, r.err
 	}
-	if r.row >= r.b.N {
+	if r.row >= r.v.N {
 		return verdict{}, r.fail("the file has more rows than when it was first read (changed during the run?)")
 	}
 	var v verdict
@@ -179,8 +181,8 @@ func (r *verdictReader) next(id string) (verdict, error) {
 
 // done checks that every bound row was read back.
 func (r *verdictReader) done() error {
-	if r.err == nil && (r.row != r.b.N || r.off != len(r.b.Rows)) {
-		return r.fail("the file has %d rows, %d when it was first read (changed during the run?)", r.row, r.b.N)
+	if r.err == nil && (r.row != r.v.N || r.off != len(r.v.Rows)) {
+		return r.fail("the file has %d rows, %d when it was first read (changed during the run?)", r.row, r.v.N)
 	}
 	return r.err
 }

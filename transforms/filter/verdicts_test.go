@@ -1,12 +1,23 @@
 package filter
 
 import (
+	"context"
+	"fmt"
 	"math"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
 
-// TestVerdictsRoundTrip: what bindPairsFn encodes, splitBoundFn reads back
+// TestVerdictsRoundTrip: what bindShardFn encodes, splitBoundFn reads back
 // row for row, and a second read that does not match the first (another id,
 // more or fewer rows) is an error naming the file, never a wrong join.
 func TestVerdictsRoundTrip(t *testing.T) {
@@ -25,13 +36,13 @@ func TestVerdictsRoundTrip(t *testing.T) {
 	w.dead("b", "no_sketch: no sketch for this pair")
 	w.decided("c", tab, row("de", "conflict", -0.5, -1, false, false))
 	w.dead("d", "no_sketch: no sketch for this pair")
-	b := BoundPairs{Strs: w.strs, Rows: w.buf, N: w.n}
-	b.Split.Path = "/lake/pairs-00000-of-00001.parquet"
+	b := ShardVerdicts{Strs: w.strs, Rows: w.buf, N: w.n}
+	const path = "/lake/pairs-00000-of-00001.parquet"
 	if len(b.Strs) != 9 {
 		t.Fatalf("strings stored %d times, want 9 distinct: %q", len(b.Strs), b.Strs)
 	}
 
-	r := verdictReader{b: b}
+	r := verdictReader{path: path, v: b}
 	va, _ := r.next("a")
 	vb, _ := r.next("b")
 	vc, _ := r.next("c")
@@ -65,7 +76,7 @@ func TestVerdictsRoundTrip(t *testing.T) {
 		}, "more rows"},
 		{"fewer rows", func(r *verdictReader) error { r.next("a"); return r.done() }, "has 1 rows, 4 when"},
 		{"truncated", func(r *verdictReader) error {
-			r.b.Rows = r.b.Rows[:len(r.b.Rows)-3]
+			r.v.Rows = r.v.Rows[:len(r.v.Rows)-3]
 			for _, id := range []string{"a", "b", "c", "d"} {
 				if _, err := r.next(id); err != nil {
 					return err
@@ -75,10 +86,128 @@ func TestVerdictsRoundTrip(t *testing.T) {
 		}, "row 3"},
 	}
 	for _, c := range bad {
-		r := verdictReader{b: b}
+		r := verdictReader{path: path, v: b}
 		err := c.read(&r)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "pairs-00000-of-00001.parquet") {
 			t.Errorf("%s: %v, want an error with %q and the file", c.name, err, c.want)
 		}
+	}
+}
+
+// SplitFiles' two-stage join called directly on one pair file: bindShardFn
+// sends each shard's verdicts to the split, splitBoundFn puts each row's
+// verdict back in file order from its shard's piece. A piece that is
+// missing, repeated or out of order, verdicts for no split, or two splits
+// under one key are errors naming what is wrong, never a wrong join.
+func TestShardJoinDirect(t *testing.T) {
+	dir := t.TempDir()
+	var pairs []schemas.Pair
+	var decs DecisionBlock
+	for i := range 40 {
+		id := fmt.Sprintf("p%02d", i)
+		pairs = append(pairs, schemas.Pair{PairID: id, Lang: "en", Prompt: "q", Chosen: "c", Rejected: "r"})
+		if i%5 != 0 { // every fifth pair has no sketch
+			decs.Rows = append(decs.Rows, schemas.Decision{PairID: id, Lang: "en", Score: float64(i), Kept: i%2 == 0, Reason: "r"})
+		}
+	}
+	p, s := beam.NewPipelineWithRoot()
+	lakeio.Write(s, dir+"/pairs", beam.CreateList(s, pairs), lakeio.WriteOptions{Shards: 1})
+	if err := ptest.Run(p); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(dir + "/pairs-*.parquet")
+	if len(files) != 1 {
+		t.Fatalf("pair files %q", files)
+	}
+	sp := lakeio.Split{Path: files[0], Format: lakeio.Parquet, Start: 0, End: 1}
+	ctx := metrics.SetPTransformID(metrics.SetBundleID(context.Background(), "b"), "t")
+
+	// The first stage, as the runner would group it.
+	keys := make([]PairKeyBlock, joinShards)
+	for _, pr := range pairs {
+		k := &keys[idShard(pr.PairID)]
+		k.Split, k.IDs, k.Langs = splitKey(sp), append(k.IDs, pr.PairID), append(k.Langs, pr.Lang)
+	}
+	decsBy := map[int][]DecisionBlock{}
+	shardDecisions(decs, func(sh int, b DecisionBlock) { decsBy[sh] = append(decsBy[sh], b) })
+	var pieces []ShardVerdicts
+	for sh, k := range keys {
+		if len(k.IDs) == 0 {
+			continue
+		}
+		(&bindShardFn{}).ProcessElement(sh, iterOf([]PairKeyBlock{k}), iterOf(decsBy[sh]), iterOf[Failure](nil), iterOf[RefsBlock](nil),
+			func(key string, v ShardVerdicts) {
+				if key != splitKey(sp) {
+					t.Fatalf("verdicts keyed %q, want the split's %q", key, splitKey(sp))
+				}
+				pieces = append(pieces, v)
+			})
+	}
+	if len(pieces) < 2 {
+		t.Fatalf("%d pieces: the ids should span several shards", len(pieces))
+	}
+
+	run := func(splits []lakeio.Split, vs []ShardVerdicts) (kept, dropped, dead []string, err error) {
+		err = (&splitBoundFn{}).ProcessElement(ctx, splitKey(sp), iterOf(splits), iterOf(vs),
+			func(p schemas.Pair) { kept = append(kept, p.PairID) },
+			func(d schemas.Dropped) { dropped = append(dropped, d.Pair.PairID) },
+			func(schemas.Decision) {},
+			func(d schemas.DeadLetter) { dead = append(dead, d.Source+" "+kindOfReason(d.Reason)) })
+		return
+	}
+	kept, dropped, dead, err := run([]lakeio.Split{sp}, pieces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 16 || len(dropped) != 16 || len(dead) != 8 || dead[0] != "p00 no_sketch" || kept[0] != "p02" || dropped[0] != "p01" {
+		t.Fatalf("kept %q\ndropped %q\ndead %q", kept, dropped, dead)
+	}
+	for i := 1; i < len(kept); i++ {
+		if kept[i] <= kept[i-1] {
+			t.Fatalf("kept out of file order: %q", kept)
+		}
+	}
+
+	// Out of order: the rows of one piece swapped.
+	swapped := slices.Clone(pieces)
+	for i, v := range swapped {
+		if v.N >= 2 {
+			var w verdictWriter
+			ids := slices.Clone(keys[v.Shard].IDs)
+			ids[0], ids[1] = ids[1], ids[0]
+			for _, id := range ids {
+				w.dead(id, "x")
+			}
+			swapped[i] = ShardVerdicts{Shard: v.Shard, Strs: w.strs, Rows: w.buf, N: w.n}
+			break
+		}
+	}
+	bad := []struct {
+		name   string
+		splits []lakeio.Split
+		vs     []ShardVerdicts
+		want   string
+	}{
+		{"missing piece", []lakeio.Split{sp}, pieces[1:], "no verdict for pair id"},
+		{"repeated piece", []lakeio.Split{sp}, append(slices.Clone(pieces), pieces[0]), "repeated verdicts of shard"},
+		{"out of order", []lakeio.Split{sp}, swapped, "differs from the first read"},
+		{"no split", nil, pieces, "which no pair split has"},
+		{"two splits", []lakeio.Split{sp, sp}, pieces, "two pair splits share the key"},
+	}
+	for _, c := range bad {
+		if _, _, _, err := run(c.splits, c.vs); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
+		}
+	}
+}
+
+// iterOf is a Beam-style iterator over xs.
+func iterOf[T any](xs []T) func(*T) bool {
+	return func(x *T) bool {
+		if len(xs) == 0 {
+			return false
+		}
+		*x, xs = xs[0], xs[1:]
+		return true
 	}
 }
