@@ -35,23 +35,28 @@ import (
 //     block of reference log-probs per shard;
 //   - ScoreFilesBlocks scores every admitted sketch of a split and emits one
 //     block of (id, language, score) per language per split; RankBlocks
-//     groups them by language and emits each language's decisions as one
-//     block;
-//   - SplitFiles reads the pair files twice more: the pair_id column, to
-//     bind each row's decision, failure and reference log-probs (side
-//     inputs held as one compact table per process, decisionTable: about
-//     100 bytes per pair) into the split element as verdicts (~40 bytes per
-//     pair), then, in a stage without side inputs, the whole pairs, emitting
-//     the kept, dropped, decision and dead-letter rows straight to the
-//     writers fused after it.
+//     groups them by language and emits each language's decisions in
+//     blocks of at most decisionBlockRows;
+//   - SplitFiles joins each pair with its verdict in two shuffles: by id
+//     shard (the pair ids of PairKeysFiles meet that shard's decisions,
+//     failures and reference log-probs, and each id's verdict, ~40 bytes,
+//     goes to its split), then by split (the split's pieces, one per shard,
+//     put back in file order while the whole pairs are read once more),
+//     emitting the kept, dropped, decision and dead-letter rows straight to
+//     the writers fused after it.
 //
 // So what Prism holds between stages grows with the number of splits and
 // shards, plus the compact per-pair payload of the blocks (ids, scores),
-// not with one bookkept element per pair.
+// not with one bookkept element per pair; and no bundle holds per-pair
+// state for more than one id shard (about N/joinShards ids), one split, or
+// one language's scores (ranking), never all N.
 
 // joinShards is the number of hash shards of the pair ids in
-// ValidateBlocks: one worker validates about N/joinShards ids.
-const joinShards = 16
+// ValidateBlocks and SplitFiles: one worker validates and binds about
+// N/joinShards ids at a time (~130 bytes each while binding: at 100M pairs
+// ~50 MB). More shards cost nothing measurable at 100k pairs on Prism
+// (docs/perf/select.md); each split emits at most joinShards blocks.
+const joinShards = 256
 
 // idShard is the hash shard of a pair id (FNV-1a, 32 bits).
 func idShard(id string) int {
@@ -356,8 +361,9 @@ func ScoreBlockCounts(s beam.Scope, blocks beam.PCollection) beam.PCollection {
 func scoreBlockCount(b ScoreBlock) LangCount { return LangCount{Lang: b.Lang, N: int64(len(b.Rows))} }
 
 // RankBlocks is Rank on score blocks: one language's blocks are grouped on
-// one worker, ranked and decided as Rank does, and its decisions leave as
-// one DecisionBlock.
+// one worker, ranked and decided as Rank does, and its decisions leave in
+// DecisionBlocks of at most decisionBlockRows rows (so no element grows
+// with N: runners limit or slow down on very large elements).
 //
 //	PCollection<ScoreBlock> -> (PCollection<DecisionBlock>, PCollection<Stats>)
 func RankBlocks(s beam.Scope, blocks beam.PCollection, opts Options) (decisions, stats beam.PCollection) {
@@ -384,13 +390,28 @@ func (f *rankBlockFn) ProcessElement(lang string, blocks func(*ScoreBlock) bool,
 		items = append(items, b.Rows...)
 	}
 	var out DecisionBlock
-	out.Rows = make([]schemas.Decision, 0, len(items))
-	if err := f.R.rank(lang, items, cutoffs, func(d schemas.Decision) { out.Rows = append(out.Rows, d) }, emitStats); err != nil {
+	add := func(d schemas.Decision) {
+		if out.Rows == nil {
+			out.Rows = make([]schemas.Decision, 0, min(len(items), decisionBlockRows))
+		}
+		out.Rows = append(out.Rows, d)
+		if len(out.Rows) == decisionBlockRows {
+			emit(out)
+			out.Rows = nil
+		}
+	}
+	if err := f.R.rank(lang, items, cutoffs, add, emitStats); err != nil {
 		return err
 	}
-	emit(out)
+	if len(out.Rows) > 0 {
+		emit(out)
+	}
 	return nil
 }
+
+// decisionBlockRows caps the rows of RankBlocks' DecisionBlocks (~100
+// bytes each encoded).
+var decisionBlockRows = 1 << 16
 
 // globalCutoffBlocks is globalCutoff on score blocks.
 func globalCutoffBlocks(s beam.Scope, blocks beam.PCollection, rho float64) beam.PCollection {

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
@@ -103,10 +104,19 @@ func TestShardJoinDirect(t *testing.T) {
 	dir := t.TempDir()
 	var pairs []schemas.Pair
 	var decs DecisionBlock
-	for i := range 40 {
-		id := fmt.Sprintf("p%02d", i)
+	wantKept, wantDropped, wantDead := 0, 0, 0
+	for i := range 1000 { // several ids per shard
+		id := fmt.Sprintf("p%04d", i)
 		pairs = append(pairs, schemas.Pair{PairID: id, Lang: "en", Prompt: "q", Chosen: "c", Rejected: "r"})
-		if i%5 != 0 { // every fifth pair has no sketch
+		switch {
+		case i%5 == 0: // every fifth pair has no sketch
+			wantDead++
+		case i%2 == 0:
+			wantKept++
+		default:
+			wantDropped++
+		}
+		if i%5 != 0 {
 			decs.Rows = append(decs.Rows, schemas.Decision{PairID: id, Lang: "en", Score: float64(i), Kept: i%2 == 0, Reason: "r"})
 		}
 	}
@@ -159,7 +169,8 @@ func TestShardJoinDirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kept) != 16 || len(dropped) != 16 || len(dead) != 8 || dead[0] != "p00 no_sketch" || kept[0] != "p02" || dropped[0] != "p01" {
+	if len(kept) != wantKept || len(dropped) != wantDropped || len(dead) != wantDead ||
+		dead[0] != "p0000 no_sketch" || kept[0] != "p0002" || dropped[0] != "p0001" {
 		t.Fatalf("kept %q\ndropped %q\ndead %q", kept, dropped, dead)
 	}
 	for i := 1; i < len(kept); i++ {
@@ -170,8 +181,10 @@ func TestShardJoinDirect(t *testing.T) {
 
 	// Out of order: the rows of one piece swapped.
 	swapped := slices.Clone(pieces)
+	n := 0
 	for i, v := range swapped {
 		if v.N >= 2 {
+			n++
 			var w verdictWriter
 			ids := slices.Clone(keys[v.Shard].IDs)
 			ids[0], ids[1] = ids[1], ids[0]
@@ -181,6 +194,9 @@ func TestShardJoinDirect(t *testing.T) {
 			swapped[i] = ShardVerdicts{Shard: v.Shard, Strs: w.strs, Rows: w.buf, N: w.n}
 			break
 		}
+	}
+	if n == 0 {
+		t.Fatal("no shard with two ids to swap")
 	}
 	bad := []struct {
 		name   string
@@ -209,5 +225,34 @@ func iterOf[T any](xs []T) func(*T) bool {
 		}
 		*x, xs = xs[0], xs[1:]
 		return true
+	}
+}
+
+// RankBlocks' decisions leave in blocks of at most decisionBlockRows rows,
+// the same rows in the same order as one uncapped block.
+func TestRankBlockChunks(t *testing.T) {
+	var sb ScoreBlock
+	sb.Lang = "en"
+	for i := range 8 {
+		sb.Rows = append(sb.Rows, keep.Scored{PairID: fmt.Sprintf("p%d", i), Lang: "en", Score: float64(i%3) - 0.5})
+	}
+	rank := func(cap int) (sizes []int, rows []schemas.Decision) {
+		defer func(old int) { decisionBlockRows = old }(decisionBlockRows)
+		decisionBlockRows = cap
+		f := &rankBlockFn{R: *newRankFn(rankOptions("test", Options{Keep: keep.Options{Rule: keep.Top, Rho: 0.5}}))}
+		err := f.ProcessElement("en", iterOf([]ScoreBlock{sb}), iterOf[keep.Cutoff](nil),
+			func(b DecisionBlock) { sizes, rows = append(sizes, len(b.Rows)), append(rows, b.Rows...) }, func(Stats) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sizes, rows
+	}
+	oneSizes, one := rank(1 << 16)
+	sizes, chunked := rank(3)
+	if !slices.Equal(oneSizes, []int{8}) || !slices.Equal(sizes, []int{3, 3, 2}) {
+		t.Fatalf("block sizes %v uncapped, %v capped at 3", oneSizes, sizes)
+	}
+	if !slices.EqualFunc(one, chunked, func(a, b schemas.Decision) bool { return a == b }) {
+		t.Fatalf("rows differ:\n%v\n%v", one, chunked)
 	}
 }
