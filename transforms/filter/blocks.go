@@ -806,7 +806,8 @@ func registerBlocks() {
 	register.Iter1[*RefsBlock]()
 	register.Iter1[*ScoreBlock]()
 	register.Iter1[*DecisionBlock]()
-	for _, t := range []any{PairKeyBlock{}, MetaBlock{}, RefsBlock{}, ScoreBlock{}, DecisionBlock{}, LangCount{}} {
+	for _, t := range []any{PairKeyBlock{}, MetaBlock{}, RefsBlock{}, ScoreBlock{}, LangCount{}} {
 		beam.RegisterType(reflect.TypeOf(t))
 	}
+	beam.RegisterCoder(reflect.TypeOf(DecisionBlock{}), encodeDecisionBlock, decodeDecisionBlock)
 }
