@@ -3,6 +3,7 @@ package filter
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 	"reflect"
 	"strings"
@@ -525,28 +526,31 @@ func SplitFiles(s beam.Scope, pairSplits, pairKeys, decisions, failures, refs be
 
 // shardDecisions splits a DecisionBlock by the hash shard of its ids.
 func shardDecisions(b DecisionBlock, emit func(int, DecisionBlock)) {
-	shards := make([]DecisionBlock, joinShards)
-	for _, d := range b.Rows {
-		sh := &shards[idShard(d.PairID)]
-		sh.Rows = append(sh.Rows, d)
-	}
-	for i, sh := range shards {
-		if len(sh.Rows) > 0 {
-			emit(i, sh)
-		}
+	for sh, rows := range byIDShard(b.Rows, func(d schemas.Decision) string { return d.PairID }) {
+		emit(sh, DecisionBlock{Rows: rows})
 	}
 }
 
 // shardRefs splits a RefsBlock by the hash shard of its ids.
 func shardRefs(b RefsBlock, emit func(int, RefsBlock)) {
-	shards := make([]RefsBlock, joinShards)
-	for _, r := range b.Rows {
-		sh := &shards[idShard(r.PairID)]
-		sh.Rows = append(sh.Rows, r)
+	for sh, rows := range byIDShard(b.Rows, func(r Refs) string { return r.PairID }) {
+		emit(sh, RefsBlock{Rows: rows})
 	}
-	for i, sh := range shards {
-		if len(sh.Rows) > 0 {
-			emit(i, sh)
+}
+
+// byIDShard yields the rows of each id shard that has any, in shard order
+// and, within a shard, in the order of rows.
+func byIDShard[T any](rows []T, id func(T) string) iter.Seq2[int, []T] {
+	return func(yield func(int, []T) bool) {
+		shards := make([][]T, joinShards)
+		for _, r := range rows {
+			sh := idShard(id(r))
+			shards[sh] = append(shards[sh], r)
+		}
+		for sh, rs := range shards {
+			if len(rs) > 0 && !yield(sh, rs) {
+				return
+			}
 		}
 	}
 }

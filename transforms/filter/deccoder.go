@@ -120,17 +120,10 @@ func (d *decBuf) uvarint() uint64 {
 	return v
 }
 
+// varint is binary.Varint's zig-zag decoding over uvarint.
 func (d *decBuf) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.data)
-	if n <= 0 {
-		d.err = errDecisionBlock
-		return 0
-	}
-	d.data = d.data[n:]
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 // count reads a length that must fit in the bytes left (each counted item
