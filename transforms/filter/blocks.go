@@ -410,8 +410,8 @@ func (f *rankBlockFn) ProcessElement(lang string, blocks func(*ScoreBlock) bool,
 	return nil
 }
 
-// decisionBlockRows caps the rows of RankBlocks' DecisionBlocks (~100
-// bytes each encoded).
+// decisionBlockRows caps the rows of a DecisionBlock that RankBlocks or
+// DecisionBlocks emit (~30 bytes each with DecisionBlock's coder).
 var decisionBlockRows = 1 << 16
 
 // globalCutoffBlocks is globalCutoff on score blocks.
@@ -460,7 +460,7 @@ func (bucketBlockFn) MergeAccumulators(a, b Bucket) Bucket { return bucketBlockF
 func (bucketBlockFn) ExtractOutput(b Bucket) Bucket        { return b }
 
 // DecisionBlocks batches per-element decisions (the method path's RankPlan
-// output) into blocks, one per bundle, for SplitFiles.
+// output) into blocks of at most decisionBlockRows, for SplitFiles.
 //
 //	PCollection<schemas.Decision> -> PCollection<DecisionBlock>
 func DecisionBlocks(s beam.Scope, decisions beam.PCollection) beam.PCollection {
@@ -473,8 +473,12 @@ type decisionBatchFn struct{ rows []schemas.Decision }
 
 func (f *decisionBatchFn) StartBundle(_ context.Context, _ func(DecisionBlock)) { f.rows = nil }
 
-func (f *decisionBatchFn) ProcessElement(d schemas.Decision, _ func(DecisionBlock)) {
+func (f *decisionBatchFn) ProcessElement(d schemas.Decision, emit func(DecisionBlock)) {
 	f.rows = append(f.rows, d)
+	if len(f.rows) >= decisionBlockRows {
+		emit(DecisionBlock{Rows: f.rows})
+		f.rows = nil
+	}
 }
 
 func (f *decisionBatchFn) FinishBundle(_ context.Context, emit func(DecisionBlock)) {

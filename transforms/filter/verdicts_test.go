@@ -232,8 +232,9 @@ func iterOf[T any](xs []T) func(*T) bool {
 	}
 }
 
-// RankBlocks' decisions leave in blocks of at most decisionBlockRows rows,
-// the same rows in the same order as one uncapped block.
+// RankBlocks' and DecisionBlocks' decisions leave in blocks of at most
+// decisionBlockRows rows, the same rows in the same order as one uncapped
+// block.
 func TestRankBlockChunks(t *testing.T) {
 	var sb ScoreBlock
 	sb.Lang = "en"
@@ -258,6 +259,21 @@ func TestRankBlockChunks(t *testing.T) {
 	}
 	if !slices.EqualFunc(one, chunked, func(a, b schemas.Decision) bool { return a == b }) {
 		t.Fatalf("rows differ:\n%v\n%v", one, chunked)
+	}
+
+	defer func(old int) { decisionBlockRows = old }(decisionBlockRows)
+	decisionBlockRows = 3
+	var batched []schemas.Decision
+	sizes = nil
+	collect := func(b DecisionBlock) { sizes, batched = append(sizes, len(b.Rows)), append(batched, b.Rows...) }
+	f := &decisionBatchFn{}
+	f.StartBundle(context.Background(), collect)
+	for _, d := range one {
+		f.ProcessElement(d, collect)
+	}
+	f.FinishBundle(context.Background(), collect)
+	if !slices.Equal(sizes, []int{3, 3, 2}) || !slices.Equal(batched, one) {
+		t.Fatalf("DecisionBlocks: sizes %v, rows %v", sizes, batched)
 	}
 }
 
