@@ -50,6 +50,7 @@ type SelectOptions struct {
 	NoiseMinPairs int     // noise-aware rule: fewest finite scores for a fit (0: 20)
 
 	groupsHeld     int              // tests: the group pass's flush cap (0: its memory budget)
+	rankBucketRows int              // tests: RankBlocks' rows per bucket (0: filter.DefaultRankBucketRows)
 	anchorSketches beam.PCollection // BuildRun: PCollection<schemas.Sketch> of the anchor pairs
 }
 
@@ -232,7 +233,7 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		return Selected{}, fmt.Errorf("select: pairs must be PCollection<schemas.Pair> (or PCollection<lakeio.Split> of pair files with sketch files), got %v", t)
 	}
 	ao := opts.aggregate()
-	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.rankBucketRows}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
 	anchor, err := opts.anchorOf(s, files, method)
@@ -341,7 +342,7 @@ func PairFiles(s beam.Scope, glob string) (beam.PCollection, error) {
 // path, row for row.
 func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection, opts SelectOptions) (Selected, error) {
 	ao := opts.aggregate()
-	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise()}
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.rankBucketRows}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
 	anchor, err := opts.anchorOf(s, files, method)

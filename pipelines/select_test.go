@@ -251,8 +251,9 @@ func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
 // The block path (pairs and sketches read from files) writes the same bytes
 // as the per-element path on the same files, for a lake with every kind of
 // bad row: orphan, duplicate, NaN and wrong-language sketches, pairs
-// without sketch and two pairs sharing an id; under the default rules and
-// a method option.
+// without sketch and two pairs sharing an id; under each keep rule
+// (positive, top, global-top, noise-aware). The block path ranks each
+// language in buckets of 3 rows, the per-element path whole languages.
 func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 	pairs, sks, _ := synthLake(t, 20)
 	big := func(v float32) []float32 {
@@ -272,7 +273,7 @@ func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 		schemas.Sketch{PairID: "zz-dup", Lang: "en", Values: big(-30)},
 		schemas.Sketch{PairID: "zz-mm", Lang: "en", Values: big(60)},
 		schemas.Sketch{PairID: "zz-twin", Lang: "en", Values: big(5)})
-	for _, variant := range []string{"positive", "global-top", "noise"} {
+	for _, variant := range []string{"positive", "top", "global-top", "noise"} {
 		a, b := t.TempDir(), t.TempDir()
 		writeLake(t, a, pairs, sks)
 		writeLake(t, b, pairs, sks)
@@ -282,6 +283,7 @@ func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 			ca, cb = selectConfig(a, "positive"), selectConfig(b, "positive")
 			ca.Select.Keep.Rule, cb.Select.Keep.Rule = filter.NoiseAware, filter.NoiseAware
 		}
+		ca.Select.rankBucketRows = 3 // each language ranked in several buckets
 		runSelect(t, ca)
 		runSelectElements(t, cb)
 		oa, ob := outputs(t, a), outputs(t, b)

@@ -107,7 +107,8 @@ func (f NoiseFit) Posterior(s float64) float64 {
 // form: η = 1 − mean(r), μ = mean((2r−1)s), σ² = mean(s²) − μ² (r_i the
 // posterior of "clean"); μ < 0 after a step is folded back (μ → −μ,
 // η → 1−η), so "clean" always means "agrees with the target".
-// Initialisation is deterministic: η₀ ∈ {0.05, 0.25, 0.45}, μ₀ =
+// The scores are summed in ascending order, so the result does not depend
+// on their order. Initialisation is deterministic: η₀ ∈ {0.05, 0.25, 0.45}, μ₀ =
 // |mean(s)|/(1−2η₀) (the first moment under η₀), σ₀² = var(s); the start
 // with the highest final likelihood wins.
 func FitNoise(scores []float64, o NoiseOptions) (NoiseFit, error) {
@@ -120,6 +121,9 @@ func FitNoise(scores []float64, o NoiseOptions) (NoiseFit, error) {
 			s = append(s, x)
 		}
 	}
+	// The fit's sums run in ascending order, so its bits do not depend on
+	// the order the scores came in (a pipeline gathers them in any order).
+	slices.Sort(s)
 	f := NoiseFit{N: len(s), Tau: o.FallbackTau}
 	if len(s) == 0 {
 		f.Fallback = FallbackFewPairs
@@ -155,7 +159,8 @@ func FitNoise(scores []float64, o NoiseOptions) (NoiseFit, error) {
 	}
 	f.Mu, f.Sigma, f.Eta, f.Iter, f.Converged, f.LogLik = best.Mu, best.Sigma, best.Eta, best.Iter, best.Converged, best.LogLik
 	mu, sig2, eta := f.Mu, f.Sigma*f.Sigma, f.Eta
-	if mu <= 0 || !finite(mu) || !finite(sig2) {
+	// μ at rounding level (≤ 1e-12·σ) is no signal either: τ_l would blow up.
+	if mu <= 1e-12*f.Sigma || !finite(mu) || !finite(sig2) {
 		f.Fallback = FallbackDegenerate
 		return f, nil
 	}
@@ -240,20 +245,32 @@ func DecideNoiseAware(items []keep.Scored, o NoiseOptions) ([]keep.Verdict, map[
 		if err != nil {
 			return nil, nil, fmt.Errorf("language %q: %w", l, err)
 		}
-		for i := range vs {
-			if vs[i].Reason == keep.ReasonNonFinite {
-				continue
-			}
-			switch {
-			case f.Fallback == "":
-				vs[i].Reason = pick(vs[i].Kept, ReasonNoiseAbove, ReasonNoiseBelow)
-			default:
-				vs[i].Reason = pick(vs[i].Kept, ReasonFallbackAbove, ReasonFallbackBelow)
-			}
-		}
-		out = append(out, vs...)
+		out = append(out, f.reasons(vs)...)
 	}
 	return out, fits, nil
+}
+
+// DecideNoiseRanked is DecideNoiseAware on a contiguous run of one
+// language's best-first order (keep.DecideRanked's arguments) under the
+// language's fit f.
+func DecideNoiseRanked(sorted []keep.Scored, first, nFinite int, f NoiseFit) []keep.Verdict {
+	return f.reasons(keep.DecideRanked(sorted, first, nFinite, keep.Options{Rule: keep.Positive, Tau: f.Tau}, keep.Cutoff{}))
+}
+
+// reasons replaces the positive rule's reasons of vs (decided at f.Tau)
+// with the noise fit's.
+func (f NoiseFit) reasons(vs []keep.Verdict) []keep.Verdict {
+	for i := range vs {
+		if vs[i].Reason == keep.ReasonNonFinite {
+			continue
+		}
+		if f.Fallback == "" {
+			vs[i].Reason = pick(vs[i].Kept, ReasonNoiseAbove, ReasonNoiseBelow)
+		} else {
+			vs[i].Reason = pick(vs[i].Kept, ReasonFallbackAbove, ReasonFallbackBelow)
+		}
+	}
+	return vs
 }
 
 func sortedKeys[V any](m map[string]V) []string {

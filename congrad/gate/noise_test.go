@@ -211,3 +211,49 @@ func TestDecideNoiseAware(t *testing.T) {
 func id(i int) string {
 	return string(rune('A'+i/26/26%26)) + string(rune('A'+i/26%26)) + string(rune('A'+i%26))
 }
+
+// FitNoise's result does not depend on the order of the scores (a pipeline
+// gathers a language's scores in any order), down to the last bit; and a
+// language decided in pieces (DecideNoiseRanked) gets DecideNoiseAware's
+// verdicts.
+func TestFitNoiseOrderFreeAndRanked(t *testing.T) {
+	s, _ := mirrored(3000, 0.3, 0.5, 0.2, 11)
+	s = append(s, math.NaN(), math.Inf(1))
+	o := DefaultNoiseOptions()
+	want, err := FitNoise(s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 3 {
+		rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+		got, err := FitNoise(s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("fit changes with the order of the scores:\n%+v\n%+v", got, want)
+		}
+	}
+	items := make([]keep.Scored, len(s))
+	for i, x := range s {
+		items[i] = keep.Scored{PairID: id(i), Lang: "en", Score: x}
+	}
+	whole, fits, err := DecideNoiseAware(items, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sorted := slices.Clone(items)
+	slices.SortFunc(sorted, keep.Better)
+	var pieces []keep.Verdict
+	for first := 0; first < len(sorted); first += 700 {
+		pieces = append(pieces, DecideNoiseRanked(sorted[first:min(first+700, len(sorted))], first, 3000, fits["en"])...)
+	}
+	same := func(a, b keep.Verdict) bool { // NaN scores compare by bits
+		return math.Float64bits(a.Score) == math.Float64bits(b.Score) && a.PairID == b.PairID && a.Rank == b.Rank &&
+			a.Kept == b.Kept && a.Reason == b.Reason && a.Lang == b.Lang
+	}
+	if !slices.EqualFunc(whole, pieces, same) {
+		t.Fatal("DecideNoiseRanked in pieces differs from DecideNoiseAware")
+	}
+}

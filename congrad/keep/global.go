@@ -49,19 +49,7 @@ func DecideWithCutoff(items []Scored, c Cutoff) ([]Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Verdict, len(sorted))
-	for i, it := range sorted {
-		v := Verdict{PairID: it.PairID, Lang: it.Lang, Score: it.Score}
-		if i >= nFinite {
-			v.Reason = ReasonNonFinite
-		} else {
-			v.Rank = i + 1
-			v.Kept = c.Keeps(it)
-			v.Reason = pick(v.Kept, ReasonGlobalTop, ReasonBelowGlobal)
-		}
-		out[i] = v
-	}
-	return out, nil
+	return DecideRanked(sorted, 0, nFinite, Options{Rule: GlobalTop, Rho: 1}, c), nil
 }
 
 // Decide is the in-memory reference for every rule: it groups items by

@@ -150,9 +150,21 @@ func DecideLanguage(items []Scored, o Options) ([]Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DecideRanked(sorted, 0, nFinite, o, Cutoff{}), nil
+}
+
+// DecideRanked decides a contiguous run of one language's best-first order
+// (Better), so a language can be ranked in pieces: sorted is the run,
+// first the 0-based position of sorted[0] in the language's order and
+// nFinite the language's count of finite scores. The rule is o's; under
+// global-top, c is the cutoff over all languages. The verdicts are those
+// DecideLanguage (or DecideWithCutoff) gives these items on the whole
+// language. o must be valid (Validate).
+func DecideRanked(sorted []Scored, first, nFinite int, o Options, c Cutoff) []Verdict {
 	keepN := KeepCount(nFinite, o.Rho)
 	out := make([]Verdict, len(sorted))
-	for i, it := range sorted {
+	for j, it := range sorted {
+		i := first + j
 		v := Verdict{PairID: it.PairID, Lang: it.Lang, Score: it.Score}
 		switch {
 		case i >= nFinite:
@@ -161,14 +173,18 @@ func DecideLanguage(items []Scored, o Options) ([]Verdict, error) {
 			v.Rank = i + 1
 			v.Kept = it.Score > o.Tau
 			v.Reason = pick(v.Kept, ReasonAboveTau, ReasonNotAboveTau)
+		case o.rule() == GlobalTop:
+			v.Rank = i + 1
+			v.Kept = c.Keeps(it)
+			v.Reason = pick(v.Kept, ReasonGlobalTop, ReasonBelowGlobal)
 		default: // Top
 			v.Rank = i + 1
 			v.Kept = i < keepN
 			v.Reason = pick(v.Kept, ReasonTop, ReasonBelowTop)
 		}
-		out[i] = v
+		out[j] = v
 	}
-	return out, nil
+	return out
 }
 
 func pick(b bool, yes, no string) string {

@@ -236,3 +236,54 @@ func TestEmptyLanguage(t *testing.T) {
 		t.Fatalf("empty cutoff %+v %v", c, err)
 	}
 }
+
+// A language decided in contiguous pieces of its best-first order
+// (DecideRanked with each piece's first position) gets the verdicts of
+// DecideLanguage / DecideWithCutoff on the whole language, under every rule,
+// with ties and non-finite scores.
+func TestDecideRankedInPieces(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var items []Scored
+	for i := range 500 {
+		s := float64(rng.IntN(40))/20 - 1 // many ties
+		switch i % 97 {
+		case 3:
+			s = nan
+		case 5:
+			s = -inf
+		}
+		items = append(items, Scored{PairID: fmt.Sprintf("p%03d", rng.IntN(1000)*1000+i), Lang: "en", Score: s})
+	}
+	sorted := slices.Clone(items)
+	slices.SortFunc(sorted, Better)
+	nFinite := 0
+	for _, it := range sorted {
+		if finite(it.Score) {
+			nFinite++
+		}
+	}
+	cut, err := GlobalCutoff(items, 0.3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{Rule: Positive, Tau: 0.1}, {Rule: Top, Rho: 0.37}, {Rule: GlobalTop, Rho: 0.3}} {
+		var whole []Verdict
+		if o.Rule == GlobalTop {
+			whole, err = DecideWithCutoff(items, cut)
+		} else {
+			whole, err = DecideLanguage(items, o)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int{1, 7, 128, 500} {
+			var got []Verdict
+			for first := 0; first < len(sorted); first += size {
+				got = append(got, DecideRanked(sorted[first:min(first+size, len(sorted))], first, nFinite, o, cut)...)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(whole) {
+				t.Fatalf("%s in pieces of %d: verdicts differ", o.Rule, size)
+			}
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/internal/beamiter"
 	"github.com/congrad-beam/congrad/schemas"
@@ -361,54 +362,48 @@ func ScoreBlockCounts(s beam.Scope, blocks beam.PCollection) beam.PCollection {
 
 func scoreBlockCount(b ScoreBlock) LangCount { return LangCount{Lang: b.Lang, N: int64(len(b.Rows))} }
 
-// RankBlocks is Rank on score blocks: one language's blocks are grouped on
-// one worker, ranked and decided as Rank does, and its decisions leave in
-// DecisionBlocks of at most decisionBlockRows rows (so no element grows
-// with N: runners limit or slow down on very large elements).
+// RankBlocks is Rank on score blocks, without gathering a language on one
+// worker: the language's best-first order is cut into buckets of about
+// opts.RankBucketRows rows of contiguous score ranges, each ranked on its
+// own (rankdist.go), with the verdicts and Stats of ranking the whole
+// language at once. Decisions leave in DecisionBlocks of at most
+// decisionBlockRows rows (so no element grows with N: runners limit or
+// slow down on very large elements).
 //
 //	PCollection<ScoreBlock> -> (PCollection<DecisionBlock>, PCollection<Stats>)
 func RankBlocks(s beam.Scope, blocks beam.PCollection, opts Options) (decisions, stats beam.PCollection) {
 	s = s.Scope("filter.RankBlocks")
 	opts = rankOptions("filter.RankBlocks", opts)
 	mustType("filter.RankBlocks", blocks, reflect.TypeOf(ScoreBlock{}))
+	rows := opts.RankBucketRows
+	if rows == 0 {
+		rows = DefaultRankBucketRows
+	}
+	if rows < 1 {
+		panic(fmt.Sprintf("filter.RankBlocks: RankBucketRows %d must be >= 1 (0: the default)", rows))
+	}
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
 	if opts.Keep.Rule == keep.GlobalTop {
 		cutoff = globalCutoffBlocks(s, blocks, opts.Keep.Rho)
 	}
-	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScoreBlock, blocks))
-	return beam.ParDo2(s, &rankBlockFn{R: *newRankFn(opts)}, byLang, beam.SideInput{Input: cutoff})
+	r := newRankFn(opts)
+	fits := beam.Create(s, LangFit{}) // unused marker for the other rules
+	byLang := beam.ParDo(s, keyScoreBlock, blocks)
+	if opts.Keep.Rule == NoiseAware {
+		if _, err := gate.FitNoise(nil, r.Noise); err != nil {
+			panic(fmt.Sprintf("filter.RankBlocks: %v", err))
+		}
+		fits = beam.ParDo(s, langFit, beam.CombinePerKey(s, &noiseScoresFn{Noise: r.Noise}, byLang))
+	}
+	splitters := beam.CombinePerKey(s, &splittersFn{BucketRows: rows}, byLang)
+	parts, counts := beam.ParDo2(s, &assignFn{}, blocks, beam.SideInput{Input: splitters})
+	counts = beam.CombinePerKey(s, addBucketCounts, counts)
+	decisions, statParts := beam.ParDo2(s, &rankBucketFn{R: *r}, beam.GroupByKey(s, parts),
+		beam.SideInput{Input: counts}, beam.SideInput{Input: cutoff}, beam.SideInput{Input: fits})
+	return decisions, beam.ParDo(s, &langStatsFn{R: *r}, beam.GroupByKey(s, statParts))
 }
 
 func keyScoreBlock(b ScoreBlock) (string, ScoreBlock) { return b.Lang, b }
-
-type rankBlockFn struct{ R rankFn }
-
-func (f *rankBlockFn) ProcessElement(lang string, blocks func(*ScoreBlock) bool, cutoffs func(*keep.Cutoff) bool,
-	emit func(DecisionBlock), emitStats func(Stats)) error {
-	var items []keep.Scored
-	var b ScoreBlock
-	for blocks(&b) {
-		items = append(items, b.Rows...)
-	}
-	var out DecisionBlock
-	add := func(d schemas.Decision) {
-		if out.Rows == nil {
-			out.Rows = make([]schemas.Decision, 0, min(len(items), decisionBlockRows))
-		}
-		out.Rows = append(out.Rows, d)
-		if len(out.Rows) == decisionBlockRows {
-			emit(out)
-			out.Rows = nil
-		}
-	}
-	if err := f.R.rank(lang, items, cutoffs, add, emitStats); err != nil {
-		return err
-	}
-	if len(out.Rows) > 0 {
-		emit(out)
-	}
-	return nil
-}
 
 // decisionBlockRows caps the rows of a DecisionBlock that RankBlocks or
 // DecisionBlocks emit (~30 bytes each with DecisionBlock's coder).
@@ -428,7 +423,9 @@ type histBlockFn struct{}
 func (histBlockFn) CreateAccumulator() Hist { return Hist{Counts: make([]int64, cutoffBins)} }
 func (histBlockFn) AddInput(h Hist, b ScoreBlock) Hist {
 	for _, x := range b.Rows {
-		h.Counts[cutoffBin(x.Score)]++
+		if finiteScore(x.Score) {
+			h.Counts[cutoffBin(x.Score)]++
+		}
 	}
 	return h
 }
@@ -797,7 +794,6 @@ func registerBlocks() {
 	register.DoFn4x1[context.Context, BoundSplit, func(ScoreBlock), func(Failure), error](&scoreBlockSplitFn{})
 	register.Function1x1(scoreBlockCount)
 	register.Function1x2(keyScoreBlock)
-	register.DoFn5x1[string, func(*ScoreBlock) bool, func(*keep.Cutoff) bool, func(DecisionBlock), func(Stats), error](&rankBlockFn{})
 	register.Combiner2[Hist, ScoreBlock](&histBlockFn{})
 	register.DoFn3x0[ScoreBlock, func(*Hist) bool, func(Bucket)](&binBlockFn{})
 	register.Combiner2[Bucket, Bucket](&bucketBlockFn{})

@@ -63,9 +63,15 @@ type histFn struct{}
 
 func (histFn) CreateAccumulator() Hist { return Hist{Counts: make([]int64, cutoffBins)} }
 func (histFn) AddInput(h Hist, x keep.Scored) Hist {
-	h.Counts[cutoffBin(x.Score)]++
+	if finiteScore(x.Score) {
+		h.Counts[cutoffBin(x.Score)]++
+	}
 	return h
 }
+
+// finiteScore: a non-finite score is never kept, so global-top counts and
+// cuts among the finite ones (keep.GlobalCutoff).
+func finiteScore(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 func (histFn) MergeAccumulators(a, b Hist) Hist {
 	for i, c := range b.Counts {
 		a.Counts[i] += c
@@ -89,7 +95,7 @@ func (f *binItemsFn) ProcessElement(x keep.Scored, hist func(*Hist) bool, emit f
 		}
 		f.set = true
 	}
-	if cutoffBin(x.Score) == f.bin {
+	if finiteScore(x.Score) && cutoffBin(x.Score) == f.bin {
 		emit(x)
 	}
 }

@@ -67,6 +67,10 @@ type Options struct {
 	// Noise parametrises the noise-aware rule (zero: gate.DefaultNoiseOptions
 	// with FallbackTau = Keep.Tau).
 	Noise gate.NoiseOptions
+	// RankBucketRows is the rows RankBlocks aims to rank on one worker at
+	// a time (0: DefaultRankBucketRows); a language with more is ranked in
+	// buckets of contiguous score ranges (rankdist.go).
+	RankBucketRows int
 	// Audit fills the decisions' and the report's audit fields (score type
 	// "pair", target "g*", the rule, gate "none") where Rank decides on
 	// plain pair scores; the gate and group paths always fill them.
@@ -413,11 +417,7 @@ func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit f
 	st.Histogram = make([]int64, report.HistBins)
 	scores := make([]float64, 0, len(vs))
 	for _, v := range vs {
-		d := schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason}
-		if audit != nil {
-			d.ScoreType, d.Target, d.Rule, d.Gate = audit.ScoreType, audit.Target, audit.Rule, audit.Gate
-		}
-		emit(d)
+		emit(decisionOf(v, audit))
 		if v.Kept {
 			st.Kept++
 		}
@@ -428,6 +428,15 @@ func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit f
 	}
 	sort.Float64s(scores)
 	st.Quantiles = report.Quantiles(scores)
+}
+
+// decisionOf is v as a decision, with the audit columns of audit when given.
+func decisionOf(v keep.Verdict, audit *schemas.Decision) schemas.Decision {
+	d := schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason}
+	if audit != nil {
+		d.ScoreType, d.Target, d.Rule, d.Gate = audit.ScoreType, audit.Target, audit.Rule, audit.Gate
+	}
+	return d
 }
 
 func init() {
@@ -453,4 +462,5 @@ func init() {
 	registerMethod()
 	registerBlocks()
 	registerBind()
+	registerRankBuckets()
 }

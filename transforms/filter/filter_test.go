@@ -206,14 +206,20 @@ func TestConflictsAllRules(t *testing.T) {
 }
 
 func TestGlobalCutoffMatchesReference(t *testing.T) {
-	// Many exact ties and scores in one histogram bin: the two-pass cutoff
-	// must still pick keep.GlobalCutoff's pair.
+	// Many exact ties and scores in one histogram bin, and non-finite
+	// scores: the two-pass cutoff must still pick keep.GlobalCutoff's pair.
 	rng := rand.New(rand.NewPCG(3, 4))
 	var items []keep.Scored
 	for i := 0; i < 500; i++ {
 		sc := math.Round(rng.Float64()*20)/10 - 1
 		if i%7 == 0 {
 			sc = 0.2500001 + float64(i)*1e-9
+		}
+		switch i % 50 { // non-finite scores are neither counted nor cut at
+		case 3:
+			sc = math.NaN()
+		case 4:
+			sc = math.Inf(-1)
 		}
 		items = append(items, keep.Scored{PairID: fmt.Sprintf("p%03d", i), Lang: []string{"a", "b"}[i%2], Score: sc})
 	}

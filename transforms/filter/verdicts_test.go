@@ -244,9 +244,17 @@ func TestRankBlockChunks(t *testing.T) {
 	rank := func(cap int) (sizes []int, rows []schemas.Decision) {
 		defer func(old int) { decisionBlockRows = old }(decisionBlockRows)
 		decisionBlockRows = cap
-		f := &rankBlockFn{R: *newRankFn(rankOptions("test", Options{Keep: keep.Options{Rule: keep.Top, Rho: 0.5}}))}
-		err := f.ProcessElement("en", iterOf([]ScoreBlock{sb}), iterOf[keep.Cutoff](nil),
-			func(b DecisionBlock) { sizes, rows = append(sizes, len(b.Rows)), append(rows, b.Rows...) }, func(Stats) {})
+		f := &rankBucketFn{R: *newRankFn(rankOptions("test", Options{Keep: keep.Options{Rule: keep.Top, Rho: 0.5}}))}
+		counts := []string{bucketKey("en", 0)}
+		err := f.ProcessElement(bucketKey("en", 0), iterOf([]ScoreBlock{sb}),
+			func(k *string, c *BucketCount) bool {
+				if len(counts) == 0 {
+					return false
+				}
+				*k, *c, counts = counts[0], BucketCount{N: 8, Finite: 8}, counts[1:]
+				return true
+			}, iterOf[keep.Cutoff](nil), iterOf[LangFit](nil),
+			func(b DecisionBlock) { sizes, rows = append(sizes, len(b.Rows)), append(rows, b.Rows...) }, func(string, StatsPart) {})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,188 @@
+package filter
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/schemas"
+)
+
+func init() {
+	register.Function2x0(renderDecisionBlock)
+	register.Emitter1[string]()
+	register.Function1x1(renderStats)
+}
+
+// renderDecisionBlock and renderStats print rows for passert (%v prints
+// NaN as NaN, so it compares).
+func renderDecisionBlock(b DecisionBlock, emit func(string)) {
+	for _, d := range b.Rows {
+		emit(fmt.Sprintf("%+v", d))
+	}
+}
+
+func renderStats(st Stats) string { return fmt.Sprintf("%+v", st) }
+
+// rankFixture is three languages' scores with ties, NaN and ±Inf, as
+// score blocks of 37 rows (a language's rows spread over several blocks).
+func rankFixture(nEn int) (items []keep.Scored, blocks []ScoreBlock) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for li, l := range []string{"en", "de", "sw"} {
+		n := []int{nEn, 60, 1}[li]
+		for i := range n {
+			s := 0.15 + 0.2*rng.NormFloat64()
+			switch {
+			case i%9 == 4:
+				s = float64(rng.IntN(5)) / 10 // ties
+			case i%101 == 7:
+				s = math.NaN()
+			case i%103 == 8:
+				s = math.Inf(-1)
+			}
+			items = append(items, keep.Scored{PairID: fmt.Sprintf("%s-%05d", l, rng.IntN(100000)*10+i%10), Lang: l, Score: s})
+		}
+	}
+	// Ids must be unique within a language.
+	seen := map[string]bool{}
+	items = slices.DeleteFunc(items, func(x keep.Scored) bool {
+		dup := seen[x.Lang+"/"+x.PairID]
+		seen[x.Lang+"/"+x.PairID] = true
+		return dup
+	})
+	for i := 0; i < len(items); {
+		b := ScoreBlock{Lang: items[i].Lang}
+		for ; i < len(items) && items[i].Lang == b.Lang && len(b.Rows) < 37; i++ {
+			b.Rows = append(b.Rows, items[i])
+		}
+		blocks = append(blocks, b)
+	}
+	return items, blocks
+}
+
+// RankBlocks ranks a language in buckets (small RankBucketRows: dozens of
+// buckets per language, cut exactly from a whole sample or from a partial
+// one) and gives exactly the decisions and Stats of rankFn on each whole
+// language, under every rule, with and without the audit columns.
+func TestRankBucketsMatchWholeLanguage(t *testing.T) {
+	for _, c := range []struct {
+		nEn, bucketRows int
+	}{{300, 7}, {5000, 300}} {
+		items, blocks := rankFixture(c.nEn)
+		for _, o := range []Options{
+			{Keep: keep.Options{Rule: keep.Positive, Tau: 0.1}},
+			{Keep: keep.Options{Rule: keep.Top, Rho: 0.3}, Audit: true},
+			{Keep: keep.Options{Rule: keep.GlobalTop, Rho: 0.4}},
+			{Keep: keep.Options{Rule: NoiseAware, Tau: 0.05}, Audit: true},
+		} {
+			name := fmt.Sprintf("n=%d/rows=%d/%s", c.nEn, c.bucketRows, o.Keep.Rule)
+			o = rankOptions("test", o)
+			r := newRankFn(o)
+			cut, err := keep.GlobalCutoff(items, 0.4) // used under global-top only
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantDec, wantStats []any
+			for _, l := range []string{"en", "de", "sw"} {
+				var lang []keep.Scored
+				for _, x := range items {
+					if x.Lang == l {
+						lang = append(lang, x)
+					}
+				}
+				err := r.rank(l, lang, iterOf([]keep.Cutoff{cut}),
+					func(d schemas.Decision) { wantDec = append(wantDec, fmt.Sprintf("%+v", d)) },
+					func(st Stats) { wantStats = append(wantStats, renderStats(st)) })
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			o.RankBucketRows = c.bucketRows
+			p, s := beam.NewPipelineWithRoot()
+			dec, stats := RankBlocks(s, beam.CreateList(s, blocks), o)
+			passert.Equals(s, beam.ParDo(s, renderDecisionBlock, dec), wantDec...)
+			passert.Equals(s, beam.ParDo(s, renderStats, stats), wantStats...)
+			if err := ptest.Run(p); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	}
+}
+
+// The splitters cut a language into about rows/bucketRows buckets near the
+// aim, the same whatever order the blocks come in or however the combine
+// merges them; with the whole language in the sample, exactly.
+func TestRankSplitters(t *testing.T) {
+	items, blocks := rankFixture(20000)
+	var en []ScoreBlock
+	n := 0
+	for _, b := range blocks {
+		if b.Lang == "en" {
+			en = append(en, b)
+			n += len(b.Rows)
+		}
+	}
+	f := &splittersFn{BucketRows: 1000}
+	split := func(order []ScoreBlock, parts int) RankSplitters {
+		accs := make([]rankSampleAcc, parts)
+		for i, b := range order {
+			accs[i%parts] = f.AddInput(accs[i%parts], b)
+		}
+		a := f.CreateAccumulator()
+		for _, x := range accs {
+			a = f.MergeAccumulators(a, x)
+		}
+		return f.ExtractOutput(a)
+	}
+	sp := split(en, 1)
+	if len(sp.Keys) != (n+999)/1000-1 {
+		t.Fatalf("%d rows in buckets of 1000: %d splitters", n, len(sp.Keys))
+	}
+	rev := slices.Clone(en)
+	slices.Reverse(rev)
+	if other := split(rev, 3); fmt.Sprint(other) != fmt.Sprint(sp) {
+		t.Fatal("splitters depend on the order of the blocks or the merges")
+	}
+	sizes := make([]int, len(sp.Keys)+1)
+	for _, x := range items {
+		if x.Lang == "en" {
+			sizes[sp.bucketOf(x)]++
+		}
+	}
+	for b, sz := range sizes {
+		if sz < 400 || sz > 2000 {
+			t.Errorf("bucket %d holds %d rows (aim 1000): %v", b, sz, sizes)
+		}
+	}
+	// All rows in the sample: cut exactly, buckets of equal size.
+	small := &splittersFn{BucketRows: 10}
+	var a rankSampleAcc
+	a = small.AddInput(a, ScoreBlock{Lang: "sw", Rows: items[:95]})
+	if sp := small.ExtractOutput(a); len(sp.Keys) != 9 {
+		t.Fatalf("95 rows in buckets of 10: %d splitters", len(sp.Keys))
+	} else {
+		sorted := slices.Clone(items[:95])
+		slices.SortFunc(sorted, keep.Better)
+		sizes := make([]int, 10)
+		for i, x := range sorted {
+			b := sp.bucketOf(x)
+			if i > 0 && b < sp.bucketOf(sorted[i-1]) {
+				t.Fatalf("row %d of the best-first order in bucket %d, before it %d", i, b, sp.bucketOf(sorted[i-1]))
+			}
+			sizes[b]++
+		}
+		for _, sz := range sizes {
+			if sz != 9 && sz != 10 {
+				t.Fatalf("95 rows cut into %v", sizes)
+			}
+		}
+	}
+}
