@@ -24,6 +24,8 @@ import (
 const (
 	MaxGateBoot      = 100000
 	MaxNoiseMinPairs = 1 << 30
+	// MaxRankBucketRows bounds SelectOptions.RankBucketRows.
+	MaxRankBucketRows = 1 << 30
 )
 
 // validateSettings checks the bootstrap and noise-fit settings (zero: the

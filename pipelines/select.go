@@ -49,8 +49,13 @@ type SelectOptions struct {
 	GateLevel     float64 // the gate's two-sided confidence level (0: 0.95)
 	NoiseMinPairs int     // noise-aware rule: fewest finite scores for a fit (0: 20)
 
+	// RankBucketRows is the pairs ranked on one worker at a time when the
+	// pairs come from files (filter.Options.RankBucketRows; 0:
+	// filter.DefaultRankBucketRows): a language with more is ranked in
+	// buckets of contiguous score ranges. The outputs do not depend on it.
+	RankBucketRows int
+
 	groupsHeld     int              // tests: the group pass's flush cap (0: its memory budget)
-	rankBucketRows int              // tests: RankBlocks' rows per bucket (0: filter.DefaultRankBucketRows)
 	anchorSketches beam.PCollection // BuildRun: PCollection<schemas.Sketch> of the anchor pairs
 }
 
@@ -76,6 +81,9 @@ func (o *SelectOptions) Validate() error {
 	}
 	if err := filter.ValidateKeep(o.Keep); err != nil {
 		return fmt.Errorf("select: %w", err)
+	}
+	if o.RankBucketRows < 0 || o.RankBucketRows > MaxRankBucketRows {
+		return fmt.Errorf("select: rank bucket rows %d: want 1..%d (0: %d)", o.RankBucketRows, MaxRankBucketRows, filter.DefaultRankBucketRows)
 	}
 	switch o.Gate {
 	case "", GateNone, GateLeaveOut:
@@ -233,7 +241,7 @@ func selectWithFailures(s beam.Scope, pairs, sketches, upstream beam.PCollection
 		return Selected{}, fmt.Errorf("select: pairs must be PCollection<schemas.Pair> (or PCollection<lakeio.Split> of pair files with sketch files), got %v", t)
 	}
 	ao := opts.aggregate()
-	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.rankBucketRows}
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.RankBucketRows}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
 	anchor, err := opts.anchorOf(s, files, method)
@@ -342,7 +350,7 @@ func PairFiles(s beam.Scope, glob string) (beam.PCollection, error) {
 // path, row for row.
 func selectBlocks(s beam.Scope, pairSplits, sketches, upstream beam.PCollection, opts SelectOptions) (Selected, error) {
 	ao := opts.aggregate()
-	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.rankBucketRows}
+	fo := filter.Options{Keep: opts.Keep, Audit: opts.Audited(), Noise: opts.noise(), RankBucketRows: opts.RankBucketRows}
 	files := filter.FileOptions{K: opts.Spec.K, Spec: opts.Spec.String()}
 	m, method := opts.method(files)
 	anchor, err := opts.anchorOf(s, files, method)

@@ -283,7 +283,7 @@ func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 			ca, cb = selectConfig(a, "positive"), selectConfig(b, "positive")
 			ca.Select.Keep.Rule, cb.Select.Keep.Rule = filter.NoiseAware, filter.NoiseAware
 		}
-		ca.Select.rankBucketRows = 3 // each language ranked in several buckets
+		ca.Select.RankBucketRows = 3 // each language ranked in several buckets
 		runSelect(t, ca)
 		runSelectElements(t, cb)
 		oa, ob := outputs(t, a), outputs(t, b)

@@ -61,6 +61,7 @@ type opts struct {
 	keepRule                       string
 	gate, anchor, score            string
 	gateBoot, noiseMinPairs        int
+	rankBucketRows                 int
 	gateLevel                      float64
 	progressEvery                  float64
 	quiet                          bool
@@ -191,6 +192,7 @@ func newFlags(cmd string, help io.Writer) *opts {
 		fs.IntVar(&o.gateBoot, "gate_boot", boot.B, fmt.Sprintf("bootstrap resamples B of the gate's interval (--gate=leave-out|anchor), 10..%d", pipelines.MaxGateBoot))
 		fs.Float64Var(&o.gateLevel, "gate_level", boot.Level, "two-sided confidence level of the gate's interval (--gate=leave-out|anchor), (0, 1)")
 		fs.IntVar(&o.noiseMinPairs, "noise_min_pairs", noise.MinPairs, fmt.Sprintf("--keep=noise-aware: fewest finite scores a language needs for its fit (fewer: the language keeps --tau), 2..%d", pipelines.MaxNoiseMinPairs))
+		fs.IntVar(&o.rankBucketRows, "rank_bucket_rows", filter.DefaultRankBucketRows, fmt.Sprintf("pairs one worker ranks at a time; a language with more is ranked in buckets of contiguous score ranges on several workers (memory and parallelism only: the outputs do not change), 1..%d", pipelines.MaxRankBucketRows))
 		fs.StringVar(&o.score, "score", "pair", "what is scored: pair | group:N (the summed sketch of about N pairs of one language, hashed by (seed, pair id); every member gets the group's score, METHOD.md §8.4)")
 	}
 
@@ -390,6 +392,7 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	if noiseAware {
 		c.Select.NoiseMinPairs = o.noiseMinPairs
 	}
+	c.Select.RankBucketRows = o.rankBucketRows
 	if o.fs.Lookup("keep") == nil {
 		c.Select = pipelines.SelectOptions{Spec: spec}
 	}
@@ -401,7 +404,7 @@ func (o *opts) pipelineConfig(backendURL string) (pipelines.Config, error) {
 	o.fs.VisitAll(func(f *flag.Flag) {
 		switch f.Name {
 		case "config", "progress_every", "quiet", "endpoint", "backend_url", "worker_binary", "job_name", "out",
-			"api_key_env", "backend_check":
+			"api_key_env", "backend_check", "rank_bucket_rows":
 			return
 		case "generator", "generator_corpus":
 			if o.backendURL != "" {

@@ -45,6 +45,9 @@ func TestMethodFlagsValidated(t *testing.T) {
 		{[]string{"select", "--keep=noise-aware", "--noise_min_pairs=1"}, "--noise_min_pairs"},
 		{[]string{"select", "--noise_min_pairs=30"}, "--noise_min_pairs needs --keep=noise-aware"},
 		{[]string{"run", "--gate=anchor"}, "--gate=anchor needs --anchor"},
+		{[]string{"select", "--rank_bucket_rows=0"}, "--rank_bucket_rows"},
+		{[]string{"run", "--rank_bucket_rows=-5"}, "--rank_bucket_rows"},
+		{[]string{"select", "--rank_bucket_rows=2000000000"}, "--rank_bucket_rows"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(append(c.args, "--out="+t.TempDir())...)
@@ -67,7 +70,7 @@ func TestMethodOptionsRecordedWhenUsed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"gate", "anchor", "score"} {
+		for _, k := range []string{"gate", "anchor", "score", "rank_bucket_rows"} {
 			if _, ok := c.Options[k]; ok {
 				t.Errorf("%s: default --%s recorded", cmd, k)
 			}
@@ -75,8 +78,11 @@ func TestMethodOptionsRecordedWhenUsed(t *testing.T) {
 		if c.Select.Audited() || c.Select.GroupSize != 0 {
 			t.Errorf("%s: defaults select a method option: %+v", cmd, c.Select)
 		}
+		if c.Select.RankBucketRows != 1<<18 {
+			t.Errorf("%s: rank bucket rows %d passed on, want the default", cmd, c.Select.RankBucketRows)
+		}
 		o = newFlags(cmd, io.Discard)
-		if err := o.parse([]string{"--gate=leave-out", "--score=group:16", "--keep=noise-aware"}); err != nil {
+		if err := o.parse([]string{"--gate=leave-out", "--score=group:16", "--keep=noise-aware", "--rank_bucket_rows=99"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := o.validate(); err != nil {
@@ -84,6 +90,11 @@ func TestMethodOptionsRecordedWhenUsed(t *testing.T) {
 		}
 		if c, err = o.pipelineConfig("http://127.0.0.1:1"); err != nil {
 			t.Fatal(err)
+		}
+		// --rank_bucket_rows changes how the work is spread, not the outputs
+		// (TestSelectBlocksMatchPerElementPath): never recorded.
+		if _, ok := c.Options["rank_bucket_rows"]; ok || c.Select.RankBucketRows != 99 {
+			t.Errorf("%s: --rank_bucket_rows=99: options %v, select %d", cmd, c.Options, c.Select.RankBucketRows)
 		}
 		if c.Options["gate"] != "leave-out" || c.Options["score"] != "group:16" || c.Select.GroupSize != 16 || c.Select.Gate != "leave-out" {
 			t.Errorf("%s: options %v, select %+v", cmd, c.Options, c.Select)

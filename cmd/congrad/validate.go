@@ -65,6 +65,7 @@ var bounds = map[string]bound{
 	"gate_boot":        {lo: 10, hi: pipelines.MaxGateBoot, why: "bootstrap resamples; each costs one weight per pair"},
 	"gate_level":       {lo: 0, hi: 1, loOpen: true, hiOpen: true, why: "a two-sided confidence level"},
 	"noise_min_pairs":  {lo: 2, hi: pipelines.MaxNoiseMinPairs, why: "a fit needs two scores"},
+	"rank_bucket_rows": {lo: 1, hi: pipelines.MaxRankBucketRows},
 }
 
 func (b bound) String() string {

@@ -37,8 +37,9 @@ import (
 //     block of reference log-probs per shard;
 //   - ScoreFilesBlocks scores every admitted sketch of a split and emits one
 //     block of (id, language, score) per language per split; RankBlocks
-//     groups them by language and emits each language's decisions in
-//     blocks of at most decisionBlockRows;
+//     ranks each language in buckets of contiguous score ranges
+//     (rankdist.go) and emits the decisions in blocks of at most
+//     decisionBlockRows;
 //   - SplitFiles joins each pair with its verdict in two shuffles: by id
 //     shard (the pair ids of PairKeysFiles meet that shard's decisions,
 //     failures and reference log-probs, and each id's verdict, ~40 bytes,
@@ -51,7 +52,8 @@ import (
 // shards, plus the compact per-pair payload of the blocks (ids, scores),
 // not with one bookkept element per pair; and no bundle holds per-pair
 // state for more than one id shard (about N/joinShards ids), one split, or
-// one language's scores (ranking), never all N.
+// one rank bucket (about Options.RankBucketRows scores; the noise-aware
+// fit: one language's scores), never all N.
 
 // joinShards is the number of hash shards of the pair ids in
 // ValidateBlocks and SplitFiles: one worker validates and binds about

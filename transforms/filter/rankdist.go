@@ -2,6 +2,7 @@ package filter
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"math"
@@ -253,7 +254,11 @@ type StatsPart struct {
 // rankBucketFn is step 3.
 type rankBucketFn struct{ R rankFn }
 
-func (f *rankBucketFn) ProcessElement(key string, blocks func(*ScoreBlock) bool, counts func(*string, *BucketCount) bool,
+// bucketRowsDist is the rows of each rank bucket (a Beam distribution: the
+// runner's UI shows the largest, which bounds a worker's ranking memory).
+var bucketRowsDist = beam.NewDistribution("congrad.filter", "rank_bucket_rows")
+
+func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks func(*ScoreBlock) bool, counts func(*string, *BucketCount) bool,
 	cutoffs func(*keep.Cutoff) bool, fits func(*LangFit) bool, emit func(DecisionBlock), emitPart func(string, StatsPart)) error {
 	lang, bucket, err := parseBucketKey(key)
 	if err != nil {
@@ -264,6 +269,7 @@ func (f *rankBucketFn) ProcessElement(key string, blocks func(*ScoreBlock) bool,
 	for blocks(&b) {
 		rows = append(rows, b.Rows...)
 	}
+	bucketRowsDist.Update(ctx, int64(len(rows)))
 	first, nFinite := 0, 0
 	var ck string
 	var c BucketCount

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -110,8 +111,19 @@ func TestRankBucketsMatchWholeLanguage(t *testing.T) {
 			dec, stats := RankBlocks(s, beam.CreateList(s, blocks), o)
 			passert.Equals(s, beam.ParDo(s, renderDecisionBlock, dec), wantDec...)
 			passert.Equals(s, beam.ParDo(s, renderStats, stats), wantStats...)
-			if err := ptest.Run(p); err != nil {
+			res, err := ptest.RunWithMetrics(p)
+			if err != nil {
 				t.Fatalf("%s: %v", name, err)
+			}
+			// The buckets: about nEn/bucketRows of en's, none much larger.
+			var d metrics.DistributionValue
+			for _, r := range res.Metrics().AllMetrics().Distributions() {
+				if r.Key.Name == "rank_bucket_rows" {
+					d = r.Result()
+				}
+			}
+			if d.Count < int64(c.nEn/c.bucketRows) || d.Max > int64(c.bucketRows*3/2) || d.Sum != int64(len(items)) {
+				t.Fatalf("%s: rank buckets %+v (%d rows, aim %d)", name, d, len(items), c.bucketRows)
 			}
 		}
 	}

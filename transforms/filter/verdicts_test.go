@@ -246,7 +246,7 @@ func TestRankBlockChunks(t *testing.T) {
 		decisionBlockRows = cap
 		f := &rankBucketFn{R: *newRankFn(rankOptions("test", Options{Keep: keep.Options{Rule: keep.Top, Rho: 0.5}}))}
 		counts := []string{bucketKey("en", 0)}
-		err := f.ProcessElement(bucketKey("en", 0), iterOf([]ScoreBlock{sb}),
+		err := f.ProcessElement(context.Background(), bucketKey("en", 0), iterOf([]ScoreBlock{sb}),
 			func(k *string, c *BucketCount) bool {
 				if len(counts) == 0 {
 					return false
