@@ -60,10 +60,22 @@ const DefaultRankBucketRows = 1 << 18
 const rankSample = 4096
 
 // rankSampleAcc is the splitters combine's accumulator: the number of rows
-// and the sampled rows (at most 2·rankSample before a compaction).
+// and the sampled rows (at most 2·rankSample before a compaction). Once a
+// compaction has kept rankSample rows, a row hashed above the largest kept
+// hash (Bound) cannot be in the sample and is not added.
 type rankSampleAcc struct {
-	N    int64
-	Rows []sampleRow
+	N        int64
+	Rows     []sampleRow
+	Bound    uint64
+	HasBound bool
+}
+
+// compact keeps the sample's rows and sets the bound.
+func (a *rankSampleAcc) compact() {
+	a.Rows = compactSample(a.Rows)
+	if len(a.Rows) == rankSample {
+		a.Bound, a.HasBound = a.Rows[rankSample-1].H, true
+	}
 }
 
 type sampleRow struct {
@@ -98,9 +110,13 @@ func (f *splittersFn) CreateAccumulator() rankSampleAcc { return rankSampleAcc{}
 func (f *splittersFn) AddInput(a rankSampleAcc, b ScoreBlock) rankSampleAcc {
 	a.N += int64(len(b.Rows))
 	for _, x := range b.Rows {
-		a.Rows = append(a.Rows, sampleRow{H: idHash64(x.PairID), Row: x})
+		h := idHash64(x.PairID)
+		if a.HasBound && h > a.Bound {
+			continue
+		}
+		a.Rows = append(a.Rows, sampleRow{H: h, Row: x})
 		if len(a.Rows) >= 2*rankSample {
-			a.Rows = compactSample(a.Rows)
+			a.compact()
 		}
 	}
 	return a
@@ -108,7 +124,8 @@ func (f *splittersFn) AddInput(a rankSampleAcc, b ScoreBlock) rankSampleAcc {
 
 func (f *splittersFn) MergeAccumulators(a, b rankSampleAcc) rankSampleAcc {
 	a.N += b.N
-	a.Rows = compactSample(append(a.Rows, b.Rows...))
+	a.Rows = append(a.Rows, b.Rows...)
+	a.compact()
 	return a
 }
 
@@ -182,6 +199,17 @@ func (f *assignFn) ProcessElement(b ScoreBlock, splitters func(*string, *RankSpl
 	}
 	if !found {
 		return fmt.Errorf("filter: no rank splitters for language %q", b.Lang)
+	}
+	if len(sp.Keys) == 0 { // one bucket: the block as it is
+		finite := int64(0)
+		for _, r := range b.Rows {
+			if finiteScore(r.Score) {
+				finite++
+			}
+		}
+		emit(bucketKey(b.Lang, 0), b)
+		count(bucketKey(b.Lang, 0), BucketCount{N: int64(len(b.Rows)), Finite: finite})
+		return nil
 	}
 	parts := map[int]*ScoreBlock{}
 	counts := map[int]*BucketCount{}
