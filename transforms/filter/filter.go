@@ -35,9 +35,12 @@
 package filter
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -225,19 +228,49 @@ func rankOptions(name string, opts Options) Options {
 }
 
 // Rank ranks scored pairs within each language and applies the keep rule.
-// It holds one language's (pair id, score) rows at a time, never sketches.
+// It is RankBlocks on the scores batched per language in each bundle, so no
+// worker holds more than a rank bucket of (pair id, score) rows
+// (Options.RankBucketRows), never sketches.
 //
 //	PCollection<keep.Scored> -> (PCollection<schemas.Decision>, PCollection<Stats>)
 func Rank(s beam.Scope, scored beam.PCollection, opts Options) (verdicts, stats beam.PCollection) {
 	s = s.Scope("filter.Rank")
 	opts = rankOptions("filter.Rank", opts)
 	mustType("filter.Rank", scored, reflect.TypeOf(keep.Scored{}))
-	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
-	if opts.Keep.Rule == keep.GlobalTop {
-		cutoff = globalCutoff(s, scored, opts.Keep.Rho)
+	decisions, stats := RankBlocks(s, beam.ParDo(s, &scoreBatchFn{}, scored), opts)
+	return beam.ParDo(s, blockDecisions, decisions), stats
+}
+
+// scoreBatchFn batches a bundle's scores into ScoreBlocks per language of
+// at most decisionBlockRows rows.
+type scoreBatchFn struct{ rows map[string][]keep.Scored }
+
+func (f *scoreBatchFn) StartBundle(_ context.Context, _ func(ScoreBlock)) {
+	f.rows = map[string][]keep.Scored{}
+}
+
+func (f *scoreBatchFn) ProcessElement(x keep.Scored, emit func(ScoreBlock)) {
+	rows := append(f.rows[x.Lang], x)
+	if len(rows) >= decisionBlockRows {
+		emit(ScoreBlock{Lang: x.Lang, Rows: rows})
+		rows = nil
 	}
-	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScored, scored))
-	return beam.ParDo2(s, newRankFn(opts), byLang, beam.SideInput{Input: cutoff})
+	f.rows[x.Lang] = rows
+}
+
+func (f *scoreBatchFn) FinishBundle(_ context.Context, emit func(ScoreBlock)) {
+	for _, lang := range slices.Sorted(maps.Keys(f.rows)) {
+		if rows := f.rows[lang]; len(rows) > 0 {
+			emit(ScoreBlock{Lang: lang, Rows: rows})
+		}
+	}
+	f.rows = nil
+}
+
+func blockDecisions(b DecisionBlock, emit func(schemas.Decision)) {
+	for _, d := range b.Rows {
+		emit(d)
+	}
 }
 
 func newRankFn(opts Options) *rankFn {
@@ -294,35 +327,13 @@ func (f *scorer) score(sk schemas.Sketch, cons func(*aggregate.Consensus) bool, 
 
 func keyScored(x keep.Scored) (string, keep.Scored) { return x.Lang, x }
 
-// rankFn ranks one language and applies the rule. It holds the language's
-// scores (not its sketches) in memory.
+// rankFn is the keep rule's options and its decision on one whole language
+// (decide: RankPlan's, and the reference RankBlocks is tested against).
 type rankFn struct {
 	Rule     string
 	Tau, Rho float64
 	Noise    gate.NoiseOptions // noise-aware only
 	Audit    bool
-}
-
-func (f *rankFn) ProcessElement(lang string, rows func(*keep.Scored) bool, cutoffs func(*keep.Cutoff) bool,
-	emit func(schemas.Decision), emitStats func(Stats)) error {
-	return f.rank(lang, drainScored(rows), cutoffs, emit, emitStats)
-}
-
-// rank decides one language's items and emits its decisions and Stats.
-func (f *rankFn) rank(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool,
-	emit func(schemas.Decision), emitStats func(Stats)) error {
-	vs, st, err := f.decide(lang, items, cutoffs)
-	if err != nil {
-		return err
-	}
-	var audit *schemas.Decision
-	if f.Audit {
-		st.ScoreType, st.Target, st.Rule = ScorePair, TargetConsensus, f.ruleText(st)
-		audit = &schemas.Decision{ScoreType: st.ScoreType, Target: st.Target, Rule: st.Rule, Gate: GateNone}
-	}
-	emitDecisions(vs, &st, audit, emit)
-	emitStats(st)
-	return nil
 }
 
 // Audit values (schemas.Decision's audit fields, report.json).
@@ -443,7 +454,8 @@ func init() {
 	register.DoFn3x0[schemas.Sketch, func(schemas.Sketch), func(Failure)](&checkFn{})
 	register.DoFn4x0[schemas.Sketch, func(*aggregate.Consensus) bool, func(keep.Scored), func(Failure)](&scoreFn{})
 	register.Function1x2(keyScored)
-	register.DoFn5x1[string, func(*keep.Scored) bool, func(*keep.Cutoff) bool, func(schemas.Decision), func(Stats), error](&rankFn{})
+	beam.RegisterType(reflect.TypeOf((*scoreBatchFn)(nil)).Elem())
+	register.Function2x0(blockDecisions)
 	register.Emitter1[schemas.Sketch]()
 	register.Emitter1[Failure]()
 	register.Emitter1[keep.Scored]()

@@ -15,7 +15,7 @@ import (
 	"github.com/congrad-beam/congrad/schemas"
 )
 
-// The noise-aware rule in Rank (Beam, per-language grouping) gives the
+// The noise-aware rule in Rank (Beam, ranked in buckets) gives the
 // verdicts, thresholds and fits of gate.DecideNoiseAware on the same scores,
 // with the audit columns naming the rule; a language too small to fit falls
 // back to --tau and says so.
@@ -56,12 +56,15 @@ func TestRankNoiseAwareMatchesGate(t *testing.T) {
 	for _, l := range []string{"de", "en", "sw"} {
 		wantStats = append(wantStats, statKey{Lang: l, Tau: fits[l].Tau, Mu: fits[l].Mu, Eta: fits[l].Eta, Fallback: fits[l].Fallback})
 	}
-	p, s := beam.NewPipelineWithRoot()
-	dec, stats := Rank(s, beam.CreateList(s, items), o)
-	passert.Equals(s, dec, want...)
-	passert.Equals(s, beam.ParDo(s, toStatKey, stats), wantStats...)
-	if err := ptest.Run(p); err != nil {
-		t.Fatal(err)
+	for _, rows := range []int{0, 17} { // the default: one bucket per language; 17: several
+		o.RankBucketRows = rows
+		p, s := beam.NewPipelineWithRoot()
+		dec, stats := Rank(s, beam.CreateList(s, items), o)
+		passert.Equals(s, dec, want...)
+		passert.Equals(s, beam.ParDo(s, toStatKey, stats), wantStats...)
+		if err := ptest.Run(p); err != nil {
+			t.Fatalf("rank bucket rows %d: %v", rows, err)
+		}
 	}
 }
 

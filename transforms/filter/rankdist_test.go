@@ -198,3 +198,21 @@ func TestRankSplitters(t *testing.T) {
 		}
 	}
 }
+
+// rank decides one whole language at once and emits its decisions and
+// Stats: the reference the bucketed ranking must equal.
+func (f *rankFn) rank(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool,
+	emit func(schemas.Decision), emitStats func(Stats)) error {
+	vs, st, err := f.decide(lang, items, cutoffs)
+	if err != nil {
+		return err
+	}
+	var audit *schemas.Decision
+	if f.Audit {
+		st.ScoreType, st.Target, st.Rule = ScorePair, TargetConsensus, f.ruleText(st)
+		audit = &schemas.Decision{ScoreType: st.ScoreType, Target: st.Target, Rule: st.Rule, Gate: GateNone}
+	}
+	emitDecisions(vs, &st, audit, emit)
+	emitStats(st)
+	return nil
+}
