@@ -252,8 +252,9 @@ func TestSelectHeavyPassesHaveNoSideInputs(t *testing.T) {
 // as the per-element path on the same files, for a lake with every kind of
 // bad row: orphan, duplicate, NaN and wrong-language sketches, pairs
 // without sketch and two pairs sharing an id; under each keep rule
-// (positive, top, global-top, noise-aware). The block path ranks each
-// language in buckets of 3 rows, the per-element path whole languages.
+// (positive, top, global-top, noise-aware) and the method path (a gate,
+// group scores). The block path ranks each language in buckets of 3 rows,
+// the per-element path in one bucket per language.
 func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 	pairs, sks, _ := synthLake(t, 20)
 	big := func(v float32) []float32 {
@@ -273,15 +274,22 @@ func TestSelectBlocksMatchPerElementPath(t *testing.T) {
 		schemas.Sketch{PairID: "zz-dup", Lang: "en", Values: big(-30)},
 		schemas.Sketch{PairID: "zz-mm", Lang: "en", Values: big(60)},
 		schemas.Sketch{PairID: "zz-twin", Lang: "en", Values: big(5)})
-	for _, variant := range []string{"positive", "top", "global-top", "noise"} {
+	for _, variant := range []string{"positive", "top", "global-top", "noise", "leave-out", "group"} {
 		a, b := t.TempDir(), t.TempDir()
 		writeLake(t, a, pairs, sks)
 		writeLake(t, b, pairs, sks)
 		in := outputs(t, a)
 		ca, cb := selectConfig(a, variant), selectConfig(b, variant)
-		if variant == "noise" {
+		switch variant {
+		case "noise":
 			ca, cb = selectConfig(a, "positive"), selectConfig(b, "positive")
 			ca.Select.Keep.Rule, cb.Select.Keep.Rule = filter.NoiseAware, filter.NoiseAware
+		case "leave-out": // the method path (RankPlan): a gate, global-top
+			ca, cb = selectConfig(a, "global-top"), selectConfig(b, "global-top")
+			ca.Select.Gate, cb.Select.Gate = GateLeaveOut, GateLeaveOut
+		case "group":
+			ca, cb = selectConfig(a, "top"), selectConfig(b, "top")
+			ca.Select.GroupSize, cb.Select.GroupSize = 4, 4
 		}
 		ca.Select.RankBucketRows = 3 // each language ranked in several buckets
 		runSelect(t, ca)

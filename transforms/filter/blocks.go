@@ -377,32 +377,42 @@ func RankBlocks(s beam.Scope, blocks beam.PCollection, opts Options) (decisions,
 	s = s.Scope("filter.RankBlocks")
 	opts = rankOptions("filter.RankBlocks", opts)
 	mustType("filter.RankBlocks", blocks, reflect.TypeOf(ScoreBlock{}))
+	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
+	if opts.Keep.Rule == keep.GlobalTop {
+		cutoff = globalCutoffBlocks(s, blocks, opts.Keep.Rho)
+	}
+	return rankBuckets(s, blocks, cutoff, beam.PCollection{}, opts)
+}
+
+// rankBuckets is RankBlocks with global-top's cutoff given, and under plan
+// when it is valid (RankPlan).
+func rankBuckets(s beam.Scope, blocks, cutoff, plan beam.PCollection, opts Options) (decisions, stats beam.PCollection) {
 	rows := opts.RankBucketRows
 	if rows == 0 {
 		rows = DefaultRankBucketRows
 	}
 	if rows < 1 {
-		panic(fmt.Sprintf("filter.RankBlocks: RankBucketRows %d must be >= 1 (0: the default)", rows))
-	}
-	cutoff := beam.Create(s, keep.Cutoff{Keep: -1}) // unused marker for per-language rules
-	if opts.Keep.Rule == keep.GlobalTop {
-		cutoff = globalCutoffBlocks(s, blocks, opts.Keep.Rho)
+		panic(fmt.Sprintf("filter: RankBucketRows %d must be >= 1 (0: the default)", rows))
 	}
 	r := newRankFn(opts)
 	fits := beam.Create(s, LangFit{}) // unused marker for the other rules
 	byLang := beam.ParDo(s, keyScoreBlock, blocks)
 	if opts.Keep.Rule == NoiseAware {
 		if _, err := gate.FitNoise(nil, r.Noise); err != nil {
-			panic(fmt.Sprintf("filter.RankBlocks: %v", err))
+			panic(fmt.Sprintf("filter: %v", err))
 		}
 		fits = beam.ParDo(s, langFit, beam.CombinePerKey(s, &noiseScoresFn{Noise: r.Noise}, byLang))
+	}
+	hasPlan := plan.IsValid()
+	if !hasPlan {
+		plan = beam.Create(s, Plan{}) // unused marker
 	}
 	splitters := beam.CombinePerKey(s, &splittersFn{BucketRows: rows}, byLang)
 	parts, counts := beam.ParDo2(s, &assignFn{}, blocks, beam.SideInput{Input: splitters})
 	counts = beam.CombinePerKey(s, addBucketCounts, counts)
-	decisions, statParts := beam.ParDo2(s, &rankBucketFn{R: *r}, beam.GroupByKey(s, parts),
-		beam.SideInput{Input: counts}, beam.SideInput{Input: cutoff}, beam.SideInput{Input: fits})
-	return decisions, beam.ParDo(s, &langStatsFn{R: *r}, beam.GroupByKey(s, statParts))
+	decisions, statParts := beam.ParDo2(s, &rankBucketFn{R: *r, Plan: hasPlan}, beam.GroupByKey(s, parts),
+		beam.SideInput{Input: counts}, beam.SideInput{Input: cutoff}, beam.SideInput{Input: fits}, beam.SideInput{Input: plan})
+	return decisions, beam.ParDo(s, &langStatsFn{}, beam.GroupByKey(s, statParts))
 }
 
 func keyScoreBlock(b ScoreBlock) (string, ScoreBlock) { return b.Lang, b }

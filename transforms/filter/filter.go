@@ -41,7 +41,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -51,7 +50,6 @@ import (
 	"github.com/congrad-beam/congrad/congrad/vec"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
-	"github.com/congrad-beam/congrad/transforms/report"
 )
 
 // Stage names the filter in dead-letter rows.
@@ -325,10 +323,7 @@ func (f *scorer) score(sk schemas.Sketch, cons func(*aggregate.Consensus) bool, 
 	ok(keep.Scored{PairID: sk.PairID, Lang: sk.Lang, Score: score})
 }
 
-func keyScored(x keep.Scored) (string, keep.Scored) { return x.Lang, x }
-
-// rankFn is the keep rule's options and its decision on one whole language
-// (decide: RankPlan's, and the reference RankBlocks is tested against).
+// rankFn is the keep rule's options (the rank buckets' and the audit's).
 type rankFn struct {
 	Rule     string
 	Tau, Rho float64
@@ -367,80 +362,6 @@ func (f *rankFn) ruleText(st Stats) string {
 	return f.Rule
 }
 
-func drainScored(rows func(*keep.Scored) bool) []keep.Scored {
-	var items []keep.Scored
-	var x keep.Scored
-	for rows(&x) {
-		items = append(items, x)
-	}
-	return items
-}
-
-// decide applies the rule to one language's items: the verdicts
-// (best-first) and the language's Stats with its threshold (and noise fit)
-// filled in; counts and distributions are filled by emitDecisions.
-func (f *rankFn) decide(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool) ([]keep.Verdict, Stats, error) {
-	var vs []keep.Verdict
-	var err error
-	st := Stats{Lang: lang, Threshold: math.NaN()}
-	switch keep.Rule(f.Rule) {
-	case keep.GlobalTop:
-		var c keep.Cutoff
-		if !cutoffs(&c) {
-			return nil, st, fmt.Errorf("filter: language %s: global-top cutoff missing", lang)
-		}
-		vs, err = keep.DecideWithCutoff(items, c)
-		if c.Keep > 0 {
-			st.Threshold = c.Last.Score
-		}
-	case NoiseAware:
-		var fits map[string]gate.NoiseFit
-		vs, fits, err = gate.DecideNoiseAware(items, f.Noise)
-		if fit, ok := fits[lang]; ok && err == nil {
-			st.Threshold = fit.Tau
-			st.Noise = []gate.NoiseFit{fit}
-		}
-	default:
-		vs, err = keep.DecideLanguage(items, keep.Options{Rule: keep.Rule(f.Rule), Tau: f.Tau, Rho: f.Rho})
-	}
-	if err != nil {
-		return nil, st, fmt.Errorf("filter: rank language %s (%d pairs): %w", lang, len(items), err)
-	}
-	switch keep.Rule(f.Rule) {
-	case keep.Positive:
-		st.Threshold = f.Tau
-	case keep.Top:
-		st.Threshold = math.NaN()
-		for _, v := range vs {
-			if v.Kept {
-				st.Threshold = v.Score // the last kept pair (best-first order)
-			}
-		}
-	}
-	return vs, st, nil
-}
-
-// emitDecisions emits one language's verdicts as decisions (with the audit
-// columns of audit, when given) and fills st's counts, quantiles and
-// histogram.
-func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit func(schemas.Decision)) {
-	st.N = int64(len(vs))
-	st.Histogram = make([]int64, report.HistBins)
-	scores := make([]float64, 0, len(vs))
-	for _, v := range vs {
-		emit(decisionOf(v, audit))
-		if v.Kept {
-			st.Kept++
-		}
-		if !math.IsNaN(v.Score) && !math.IsInf(v.Score, 0) {
-			scores = append(scores, v.Score)
-			st.Histogram[report.Bin(v.Score)]++
-		}
-	}
-	sort.Float64s(scores)
-	st.Quantiles = report.Quantiles(scores)
-}
-
 // decisionOf is v as a decision, with the audit columns of audit when given.
 func decisionOf(v keep.Verdict, audit *schemas.Decision) schemas.Decision {
 	d := schemas.Decision{PairID: v.PairID, Lang: v.Lang, Score: v.Score, Rank: v.Rank, Kept: v.Kept, Reason: v.Reason}
@@ -453,7 +374,6 @@ func decisionOf(v keep.Verdict, audit *schemas.Decision) schemas.Decision {
 func init() {
 	register.DoFn3x0[schemas.Sketch, func(schemas.Sketch), func(Failure)](&checkFn{})
 	register.DoFn4x0[schemas.Sketch, func(*aggregate.Consensus) bool, func(keep.Scored), func(Failure)](&scoreFn{})
-	register.Function1x2(keyScored)
 	beam.RegisterType(reflect.TypeOf((*scoreBatchFn)(nil)).Elem())
 	register.Function2x0(blockDecisions)
 	register.Emitter1[schemas.Sketch]()

@@ -881,8 +881,8 @@ func RankPlan(s beam.Scope, scored, plan beam.PCollection, opts Options) (verdic
 		open := beam.ParDo(s, &openOnlyFn{}, scored, beam.SideInput{Input: plan})
 		cutoff = globalCutoff(s, open, opts.Keep.Rho)
 	}
-	byLang := beam.GroupByKey(s, beam.ParDo(s, keyScored, scored))
-	return beam.ParDo2(s, &rankPlanFn{R: *newRankFn(opts)}, byLang, beam.SideInput{Input: cutoff}, beam.SideInput{Input: plan})
+	decisions, stats := rankBuckets(s, beam.ParDo(s, &scoreBatchFn{}, scored), cutoff, plan, opts)
+	return beam.ParDo(s, blockDecisions, decisions), stats
 }
 
 // openOnlyFn keeps the scores of languages the gate left open.
@@ -903,42 +903,6 @@ func (f *openOnlyFn) ProcessElement(x keep.Scored, planIt func(*Plan) bool, emit
 	if !f.gated[x.Lang] {
 		emit(x)
 	}
-}
-
-type rankPlanFn struct{ R rankFn }
-
-func (f *rankPlanFn) ProcessElement(lang string, rows func(*keep.Scored) bool, cutoffs func(*keep.Cutoff) bool,
-	planIt func(*Plan) bool, emit func(schemas.Decision), emitStats func(Stats)) error {
-	var p Plan
-	if !planIt(&p) {
-		return fmt.Errorf("filter: plan missing")
-	}
-	vs, st, err := f.R.decide(lang, drainScored(rows), cutoffs)
-	if err != nil {
-		return err
-	}
-	st.ScoreType, st.Target, st.Rule = p.ScoreType, TargetConsensus, f.R.ruleText(st)
-	gateTag := GateNone
-	if i := p.index(lang); i >= 0 {
-		if i < len(p.TargetNames) {
-			st.Target = p.TargetNames[i]
-		}
-		if i < len(p.GateTags) {
-			gateTag = p.GateTags[i]
-		}
-		if i < len(p.Gates) {
-			st.Gate = []GateVerdict{p.Gates[i]}
-		}
-	}
-	if p.ScoreType != ScorePair {
-		vs = gate.GroupReasons(vs)
-	}
-	if len(st.Gate) == 1 && st.Gate[0].Gated {
-		vs = gate.Apply(vs, gate.Gating{Langs: []gate.LangGate{{Lang: lang, Gated: true, Reason: st.Gate[0].Reason}}})
-	}
-	emitDecisions(vs, &st, &schemas.Decision{ScoreType: st.ScoreType, Target: st.Target, Rule: st.Rule, Gate: gateTag}, emit)
-	emitStats(st)
-	return nil
 }
 
 func sortedMapKeys[V any](m map[string]V) []string {
@@ -970,8 +934,6 @@ func registerMethod() {
 	register.DoFn3x2[string, func(*GroupPart) bool, func(*Plan) bool, GroupScore, error](&groupScoreFn{})
 	register.DoFn4x1[Member, func(*GroupScore) bool, func(keep.Scored), func(Failure), error](&joinGroupFn{})
 	register.DoFn3x0[keep.Scored, func(*Plan) bool, func(keep.Scored)](&openOnlyFn{})
-	register.DoFn6x1[string, func(*keep.Scored) bool, func(*keep.Cutoff) bool, func(*Plan) bool,
-		func(schemas.Decision), func(Stats), error](&rankPlanFn{})
 	register.Emitter2[string, BootPart]()
 	register.Emitter2[string, ProjRow]()
 	register.Emitter1[Member]()

@@ -21,7 +21,8 @@ import (
 	"github.com/congrad-beam/congrad/transforms/report"
 )
 
-// Ranking in buckets (RankBlocks). A rank is a position in the whole
+// Ranking in buckets (RankBlocks; Rank and RankPlan batch their scores
+// into blocks and rank them the same way). A rank is a position in the whole
 // language's best-first order, but no worker needs the whole language to
 // find it: the order is cut into buckets of contiguous ranges, each bucket
 // is sorted on its own worker, and its first rank is the number of rows in
@@ -40,7 +41,9 @@ import (
 //     first position and the language's finite count taken from the counts
 //     (a side input of L·B numbers). Decisions leave in DecisionBlocks; each
 //     bucket sends its part of the language's Stats: counts, histogram, and
-//     the quantiles and top-ρ threshold whose positions fall in it.
+//     the quantiles and top-ρ threshold whose positions fall in it. Under a
+//     plan (RankPlan) the bucket also applies the plan's gate, group
+//     reasons and audit fields to its rows.
 //  4. Stats: a language's parts are summed.
 //
 // The verdicts and Stats are those of ranking the whole language at once,
@@ -266,10 +269,13 @@ func (f *noiseScoresFn) ExtractOutput(a noiseScores) (gate.NoiseFit, error) {
 
 func langFit(lang string, fit gate.NoiseFit) LangFit { return LangFit{Lang: lang, Fit: fit} }
 
-// StatsPart is one rank bucket's share of its language's Stats.
+// StatsPart is one rank bucket's share of its language's Stats (the audit
+// fields are the language's, the same in every part).
 type StatsPart struct {
-	N, Kept   int64
-	Histogram []int64
+	ScoreType, Target, Rule string
+	Gate                    []GateVerdict
+	N, Kept                 int64
+	Histogram               []int64
 	// QLevel[i] is an index into report.QuantileLevels whose order
 	// statistic lies in the bucket, QValue[i] its score.
 	QLevel       []int
@@ -279,15 +285,21 @@ type StatsPart struct {
 	Noise        []gate.NoiseFit
 }
 
-// rankBucketFn is step 3.
-type rankBucketFn struct{ R rankFn }
+// rankBucketFn is step 3. Under a plan (RankPlan) the plan decides the
+// audit fields, a gated language's pairs are not kept and group scores'
+// reasons are prefixed, as rankPlanFn did on a whole language.
+type rankBucketFn struct {
+	R    rankFn
+	Plan bool
+}
 
 // bucketRowsDist is the rows of each rank bucket (a Beam distribution: the
 // runner's UI shows the largest, which bounds a worker's ranking memory).
 var bucketRowsDist = beam.NewDistribution("congrad.filter", "rank_bucket_rows")
 
 func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks func(*ScoreBlock) bool, counts func(*string, *BucketCount) bool,
-	cutoffs func(*keep.Cutoff) bool, fits func(*LangFit) bool, emit func(DecisionBlock), emitPart func(string, StatsPart)) error {
+	cutoffs func(*keep.Cutoff) bool, fits func(*LangFit) bool, plans func(*Plan) bool,
+	emit func(DecisionBlock), emitPart func(string, StatsPart)) error {
 	lang, bucket, err := parseBucketKey(key)
 	if err != nil {
 		return err
@@ -351,9 +363,36 @@ func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks fu
 		}
 	}
 	var audit *schemas.Decision
-	if f.R.Audit {
-		st := Stats{Noise: part.Noise}
-		audit = &schemas.Decision{ScoreType: ScorePair, Target: TargetConsensus, Rule: f.R.ruleText(st), Gate: GateNone}
+	rule := f.R.ruleText(Stats{Noise: part.Noise})
+	switch {
+	case f.Plan:
+		var p Plan
+		if !plans(&p) {
+			return fmt.Errorf("filter: plan missing")
+		}
+		audit = &schemas.Decision{ScoreType: p.ScoreType, Target: TargetConsensus, Rule: rule, Gate: GateNone}
+		if i := p.index(lang); i >= 0 {
+			if i < len(p.TargetNames) {
+				audit.Target = p.TargetNames[i]
+			}
+			if i < len(p.GateTags) {
+				audit.Gate = p.GateTags[i]
+			}
+			if i < len(p.Gates) {
+				part.Gate = []GateVerdict{p.Gates[i]}
+			}
+		}
+		if p.ScoreType != ScorePair {
+			vs = gate.GroupReasons(vs)
+		}
+		if len(part.Gate) == 1 && part.Gate[0].Gated {
+			vs = gate.Apply(vs, gate.Gating{Langs: []gate.LangGate{{Lang: lang, Gated: true, Reason: part.Gate[0].Reason}}})
+		}
+	case f.R.Audit:
+		audit = &schemas.Decision{ScoreType: ScorePair, Target: TargetConsensus, Rule: rule, Gate: GateNone}
+	}
+	if audit != nil {
+		part.ScoreType, part.Target, part.Rule = audit.ScoreType, audit.Target, audit.Rule
 	}
 	part.N = int64(len(vs))
 	part.Histogram = make([]int64, report.HistBins)
@@ -393,7 +432,7 @@ func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks fu
 }
 
 // langStatsFn is step 4: a language's parts summed into its Stats.
-type langStatsFn struct{ R rankFn }
+type langStatsFn struct{}
 
 func (f *langStatsFn) ProcessElement(lang string, parts func(*StatsPart) bool, emit func(Stats)) error {
 	st := Stats{Lang: lang, Threshold: math.NaN(), Histogram: make([]int64, report.HistBins)}
@@ -416,9 +455,7 @@ func (f *langStatsFn) ProcessElement(lang string, parts func(*StatsPart) bool, e
 		if p.Noise != nil {
 			st.Noise = p.Noise
 		}
-	}
-	if f.R.Audit {
-		st.ScoreType, st.Target, st.Rule = ScorePair, TargetConsensus, f.R.ruleText(st)
+		st.ScoreType, st.Target, st.Rule, st.Gate = p.ScoreType, p.Target, p.Rule, p.Gate
 	}
 	emit(st)
 	return nil

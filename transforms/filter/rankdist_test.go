@@ -13,8 +13,10 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/schemas"
+	"github.com/congrad-beam/congrad/transforms/report"
 )
 
 func init() {
@@ -215,4 +217,69 @@ func (f *rankFn) rank(lang string, items []keep.Scored, cutoffs func(*keep.Cutof
 	emitDecisions(vs, &st, audit, emit)
 	emitStats(st)
 	return nil
+}
+
+// decide applies the rule to one language's items: the verdicts
+// (best-first) and the language's Stats with its threshold (and noise fit)
+// filled in; counts and distributions are filled by emitDecisions.
+func (f *rankFn) decide(lang string, items []keep.Scored, cutoffs func(*keep.Cutoff) bool) ([]keep.Verdict, Stats, error) {
+	var vs []keep.Verdict
+	var err error
+	st := Stats{Lang: lang, Threshold: math.NaN()}
+	switch keep.Rule(f.Rule) {
+	case keep.GlobalTop:
+		var c keep.Cutoff
+		if !cutoffs(&c) {
+			return nil, st, fmt.Errorf("filter: language %s: global-top cutoff missing", lang)
+		}
+		vs, err = keep.DecideWithCutoff(items, c)
+		if c.Keep > 0 {
+			st.Threshold = c.Last.Score
+		}
+	case NoiseAware:
+		var fits map[string]gate.NoiseFit
+		vs, fits, err = gate.DecideNoiseAware(items, f.Noise)
+		if fit, ok := fits[lang]; ok && err == nil {
+			st.Threshold = fit.Tau
+			st.Noise = []gate.NoiseFit{fit}
+		}
+	default:
+		vs, err = keep.DecideLanguage(items, keep.Options{Rule: keep.Rule(f.Rule), Tau: f.Tau, Rho: f.Rho})
+	}
+	if err != nil {
+		return nil, st, fmt.Errorf("filter: rank language %s (%d pairs): %w", lang, len(items), err)
+	}
+	switch keep.Rule(f.Rule) {
+	case keep.Positive:
+		st.Threshold = f.Tau
+	case keep.Top:
+		st.Threshold = math.NaN()
+		for _, v := range vs {
+			if v.Kept {
+				st.Threshold = v.Score // the last kept pair (best-first order)
+			}
+		}
+	}
+	return vs, st, nil
+}
+
+// emitDecisions emits one language's verdicts as decisions (with the audit
+// columns of audit, when given) and fills st's counts, quantiles and
+// histogram.
+func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit func(schemas.Decision)) {
+	st.N = int64(len(vs))
+	st.Histogram = make([]int64, report.HistBins)
+	scores := make([]float64, 0, len(vs))
+	for _, v := range vs {
+		emit(decisionOf(v, audit))
+		if v.Kept {
+			st.Kept++
+		}
+		if !math.IsNaN(v.Score) && !math.IsInf(v.Score, 0) {
+			scores = append(scores, v.Score)
+			st.Histogram[report.Bin(v.Score)]++
+		}
+	}
+	slices.Sort(scores)
+	st.Quantiles = report.Quantiles(scores)
 }

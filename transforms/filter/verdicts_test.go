@@ -253,7 +253,7 @@ func TestRankBlockChunks(t *testing.T) {
 				}
 				*k, *c, counts = counts[0], BucketCount{N: 8, Finite: 8}, counts[1:]
 				return true
-			}, iterOf[keep.Cutoff](nil), iterOf[LangFit](nil),
+			}, iterOf[keep.Cutoff](nil), iterOf[LangFit](nil), iterOf[Plan](nil),
 			func(b DecisionBlock) { sizes, rows = append(sizes, len(b.Rows)), append(rows, b.Rows...) }, func(string, StatsPart) {})
 		if err != nil {
 			t.Fatal(err)
