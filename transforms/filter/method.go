@@ -869,12 +869,7 @@ func (f *joinGroupFn) ProcessElement(mb Member, scores func(*GroupScore) bool, o
 //	PCollection<keep.Scored>, singleton PCollection<Plan> -> (PCollection<schemas.Decision>, PCollection<Stats>)
 func RankPlan(s beam.Scope, scored, plan beam.PCollection, opts Options) (verdicts, stats beam.PCollection) {
 	s = s.Scope("filter.RankPlan")
-	if opts.Keep.Rule == "" {
-		opts.Keep.Rule = keep.Positive
-	}
-	if err := ValidateKeep(opts.Keep); err != nil {
-		panic(fmt.Sprintf("filter.RankPlan: %v", err))
-	}
+	opts = rankOptions("filter.RankPlan", opts)
 	mustType("filter.RankPlan", scored, reflect.TypeOf(keep.Scored{}))
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1})
 	if opts.Keep.Rule == keep.GlobalTop {

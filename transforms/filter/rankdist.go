@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -203,35 +202,31 @@ func (f *assignFn) ProcessElement(b ScoreBlock, splitters func(*string, *RankSpl
 	if !found {
 		return fmt.Errorf("filter: no rank splitters for language %q", b.Lang)
 	}
-	if len(sp.Keys) == 0 { // one bucket: the block as it is
-		finite := int64(0)
-		for _, r := range b.Rows {
-			if finiteScore(r.Score) {
-				finite++
-			}
-		}
-		emit(bucketKey(b.Lang, 0), b)
-		count(bucketKey(b.Lang, 0), BucketCount{N: int64(len(b.Rows)), Finite: finite})
-		return nil
+	counts := make([]BucketCount, len(sp.Keys)+1)
+	var parts [][]keep.Scored // by bucket; a one-bucket language's block goes as it is
+	if len(sp.Keys) > 0 {
+		parts = make([][]keep.Scored, len(counts))
 	}
-	parts := map[int]*ScoreBlock{}
-	counts := map[int]*BucketCount{}
 	for _, r := range b.Rows {
 		k := sp.bucketOf(r)
-		p := parts[k]
-		if p == nil {
-			p, counts[k] = &ScoreBlock{Lang: b.Lang}, &BucketCount{}
-			parts[k] = p
-		}
-		p.Rows = append(p.Rows, r)
 		counts[k].N++
 		if finiteScore(r.Score) {
 			counts[k].Finite++
 		}
+		if parts != nil {
+			parts[k] = append(parts[k], r)
+		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(parts)) {
-		emit(bucketKey(b.Lang, k), *parts[k])
-		count(bucketKey(b.Lang, k), *counts[k])
+	for k, c := range counts {
+		if c.N == 0 {
+			continue
+		}
+		part := b
+		if parts != nil {
+			part = ScoreBlock{Lang: b.Lang, Rows: parts[k]}
+		}
+		emit(bucketKey(b.Lang, k), part)
+		count(bucketKey(b.Lang, k), c)
 	}
 	return nil
 }
