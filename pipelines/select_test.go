@@ -387,3 +387,75 @@ func TestSelectFilesPerPairStateIsNotASideInput(t *testing.T) {
 		}
 	}
 }
+
+// Every side input in the pipelines is read through sideinput.Settled (or
+// read by a stage whose main input is an Impulse): on Prism a stage fed by a
+// GroupByKey could otherwise start before a side input produced downstream
+// of another GroupByKey is there, and read it as empty (internal/sideinput).
+// Checked on select (files and per-element paths, every keep rule, the
+// gates, group scores) and on the whole run pipeline.
+func TestSideInputsAreSettled(t *testing.T) {
+	dir := t.TempDir()
+	check := func(what string, p *beam.Pipeline) {
+		t.Helper()
+		edges, _, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		producer := map[*graph.Node]*graph.MultiEdge{}
+		for _, e := range edges {
+			for _, o := range e.Output {
+				producer[o.To] = e
+			}
+		}
+		sides := 0
+		for _, e := range edges {
+			if e.Op != graph.ParDo || len(e.Input) < 2 {
+				continue
+			}
+			if m := producer[e.Input[0].From]; m != nil && m.Op == graph.Impulse {
+				continue
+			}
+			for i, in := range e.Input[1:] {
+				sides++
+				src := producer[in.From]
+				if src == nil || src.Op != graph.ParDo || src.DoFn == nil ||
+					!strings.HasPrefix(src.DoFn.Name(), "github.com/congrad-beam/congrad/internal/sideinput.") {
+					t.Errorf("%s: %s reads side input %d unsettled (from %v)", what, e.DoFn.Name(), i+1, src)
+				}
+			}
+		}
+		if sides == 0 {
+			t.Fatalf("%s: no side inputs found: the check reads nothing", what)
+		}
+	}
+	for _, variant := range []string{"positive", "top", "global-top", "noise", "leave-out", "group"} {
+		c := selectConfig(dir, variant)
+		switch variant {
+		case "noise":
+			c = selectConfig(dir, "positive")
+			c.Select.Keep.Rule = filter.NoiseAware
+		case "leave-out":
+			c = selectConfig(dir, "global-top")
+			c.Select.Gate = GateLeaveOut
+		case "group":
+			c = selectConfig(dir, "top")
+			c.Select.GroupSize = 4
+		}
+		p, s := beam.NewPipelineWithRoot()
+		if err := BuildSelect(s, c); err != nil {
+			t.Fatal(err)
+		}
+		check("select "+variant, p)
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		p, s = beam.NewPipelineWithRoot()
+		if _, err := Select(s, beam.CreateList(s, []schemas.Pair{{PairID: "a", Lang: "en"}}),
+			beam.CreateList(s, []schemas.Sketch{{PairID: "a", Lang: "en"}}), c.Select); err != nil {
+			t.Fatal(err)
+		}
+		check("per-element select "+variant, p)
+	}
+	check("run", buildRun(t, runConfig(t, "http://127.0.0.1:1", writePrompts(t), t.TempDir())))
+}

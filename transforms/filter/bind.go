@@ -7,6 +7,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/congrad-beam/congrad/internal/beamiter"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
 )
@@ -46,9 +47,9 @@ func bindSplits(s beam.Scope, splits, excluded, consensus beam.PCollection) beam
 	s = s.Scope("bind")
 	var bound beam.PCollection
 	if consensus.IsValid() {
-		bound = beam.ParDo(s, bindConsFn, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: consensus})
+		bound = beam.ParDo(s, bindConsFn, splits, sideinput.Read(s, excluded), sideinput.Read(s, consensus))
 	} else {
-		bound = beam.ParDo(s, bindFn, splits, beam.SideInput{Input: excluded})
+		bound = beam.ParDo(s, bindFn, splits, sideinput.Read(s, excluded))
 	}
 	return beam.Reshuffle(s, bound)
 }
@@ -57,7 +58,7 @@ func bindSplits(s beam.Scope, splits, excluded, consensus beam.PCollection) beam
 // bindPlanFn, bindRefsFn, bindCountsFn, taking side as its second side input.
 func bindSplitsWith(s beam.Scope, splits, excluded, side beam.PCollection, bind any) beam.PCollection {
 	s = s.Scope("bind")
-	return beam.Reshuffle(s, beam.ParDo(s, bind, splits, beam.SideInput{Input: excluded}, beam.SideInput{Input: side}))
+	return beam.Reshuffle(s, beam.ParDo(s, bind, splits, sideinput.Read(s, excluded), sideinput.Read(s, side)))
 }
 
 func bindPlanFn(sp lakeio.Split, excluded func(*string) bool, plan func(*Plan) bool) BoundSplit {

@@ -16,6 +16,7 @@ import (
 	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/internal/beamiter"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -408,10 +409,10 @@ func rankBuckets(s beam.Scope, blocks, cutoff, plan beam.PCollection, opts Optio
 		plan = beam.Create(s, Plan{}) // unused marker
 	}
 	splitters := beam.CombinePerKey(s, &splittersFn{BucketRows: rows}, byLang)
-	parts, counts := beam.ParDo2(s, &assignFn{}, blocks, beam.SideInput{Input: splitters})
+	parts, counts := beam.ParDo2(s, &assignFn{}, blocks, sideinput.Read(s, splitters))
 	counts = beam.CombinePerKey(s, addBucketCounts, counts)
 	decisions, statParts := beam.ParDo2(s, &rankBucketFn{R: *r, Plan: hasPlan}, beam.GroupByKey(s, parts),
-		beam.SideInput{Input: counts}, beam.SideInput{Input: cutoff}, beam.SideInput{Input: fits}, beam.SideInput{Input: plan})
+		sideinput.Read(s, counts), sideinput.Read(s, cutoff), sideinput.Read(s, fits), sideinput.Read(s, plan))
 	return decisions, beam.ParDo(s, &langStatsFn{}, beam.GroupByKey(s, statParts))
 }
 
@@ -425,9 +426,9 @@ var decisionBlockRows = 1 << 16
 func globalCutoffBlocks(s beam.Scope, blocks beam.PCollection, rho float64) beam.PCollection {
 	s = s.Scope("filter.GlobalCutoff")
 	hist := beam.Combine(s, &histBlockFn{}, blocks)
-	inBin := beam.ParDo(s, &binBlockFn{B: binItemsFn{Rho: rho}}, blocks, beam.SideInput{Input: hist})
+	inBin := beam.ParDo(s, &binBlockFn{B: binItemsFn{Rho: rho}}, blocks, sideinput.Read(s, hist))
 	bucket := beam.Combine(s, &bucketBlockFn{}, inBin)
-	return beam.ParDo(s, &cutoffFn{Rho: rho}, hist, beam.SideInput{Input: bucket})
+	return beam.ParDo(s, &cutoffFn{Rho: rho}, hist, sideinput.Read(s, bucket))
 }
 
 type histBlockFn struct{}

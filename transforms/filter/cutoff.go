@@ -9,6 +9,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/congrad-beam/congrad/congrad/keep"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 )
 
 // cutoffBins is the resolution of the global-top histogram over [-1, 1].
@@ -54,9 +55,9 @@ func (h Hist) locate(rho float64) (keepN, total int, bin int, above int) {
 func globalCutoff(s beam.Scope, scored beam.PCollection, rho float64) beam.PCollection {
 	s = s.Scope("filter.GlobalCutoff")
 	hist := beam.Combine(s, &histFn{}, scored)
-	inBin := beam.ParDo(s, &binItemsFn{Rho: rho}, scored, beam.SideInput{Input: hist})
+	inBin := beam.ParDo(s, &binItemsFn{Rho: rho}, scored, sideinput.Read(s, hist))
 	bucket := beam.Combine(s, &bucketFn{}, inBin)
-	return beam.ParDo(s, &cutoffFn{Rho: rho}, hist, beam.SideInput{Input: bucket})
+	return beam.ParDo(s, &cutoffFn{Rho: rho}, hist, sideinput.Read(s, bucket))
 }
 
 type histFn struct{}

@@ -12,6 +12,7 @@ import (
 	"github.com/congrad-beam/congrad/congrad/accum"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/internal/beamiter"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -44,7 +45,7 @@ func Admit(s beam.Scope, sketches, excluded beam.PCollection, k int) (valid, fai
 	s = s.Scope("filter.Admit")
 	mustType("filter.Admit", sketches, reflect.TypeOf(schemas.Sketch{}))
 	mustType("filter.Admit", excluded, reflect.TypeOf(""))
-	return beam.ParDo2(s, &admitFn{K: k}, sketches, beam.SideInput{Input: excluded})
+	return beam.ParDo2(s, &admitFn{K: k}, sketches, sideinput.Read(s, excluded))
 }
 
 type admitFn struct {

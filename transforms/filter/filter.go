@@ -48,6 +48,7 @@ import (
 	"github.com/congrad-beam/congrad/congrad/gate"
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/vec"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 )
@@ -210,7 +211,7 @@ func Score(s beam.Scope, sketches, consensus beam.PCollection) (scored, failed b
 	s = s.Scope("filter.Score")
 	mustType("filter.Score", sketches, reflect.TypeOf(schemas.Sketch{}))
 	mustType("filter.Score", consensus, reflect.TypeOf(aggregate.Consensus{}))
-	return beam.ParDo2(s, &scoreFn{}, sketches, beam.SideInput{Input: consensus})
+	return beam.ParDo2(s, &scoreFn{}, sketches, sideinput.Read(s, consensus))
 }
 
 // rankOptions defaults the keep rule to positive and panics (a construction

@@ -17,6 +17,7 @@ import (
 	"github.com/congrad-beam/congrad/congrad/keep"
 	"github.com/congrad-beam/congrad/congrad/vec"
 	"github.com/congrad-beam/congrad/internal/beamiter"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/schemas"
 	"github.com/congrad-beam/congrad/transforms/aggregate"
 	"github.com/congrad-beam/congrad/transforms/lakeio"
@@ -167,7 +168,7 @@ func (r GateRefs) row(i int) []float32 { return r.Vecs[i*r.K : (i+1)*r.K] }
 //	singleton PCollection<DirList> (directions), singleton PCollection<DirList> (anchor; leave-out: empty) -> singleton PCollection<GateRefs>
 func GateRefsOf(s beam.Scope, dirs, anchor beam.PCollection, m Method) beam.PCollection {
 	s = s.Scope("filter.GateRefs")
-	return beam.ParDo(s, &refsFn{Kind: m.Gate, K: m.Files.K, Seed: m.Seed}, dirs, beam.SideInput{Input: anchor})
+	return beam.ParDo(s, &refsFn{Kind: m.Gate, K: m.Files.K, Seed: m.Seed}, dirs, sideinput.Read(s, anchor))
 }
 
 type refsFn struct {
@@ -349,7 +350,7 @@ func mergeBoots(lang string, parts func(*BootPart) bool) (LangBoot, error) {
 //	PCollection<schemas.Sketch> (checked), singleton PCollection<GateRefs> -> PCollection<LangBoot>
 func GateBoots(s beam.Scope, sketches, refs beam.PCollection, m Method) beam.PCollection {
 	s = s.Scope("filter.GateBoots")
-	rows := beam.ParDo(s, &projFn{}, sketches, beam.SideInput{Input: refs})
+	rows := beam.ParDo(s, &projFn{}, sketches, sideinput.Read(s, refs))
 	o := m.gateOptions()
 	return beam.ParDo(s, &bootRowsFn{B: o.Boot.B, Seed: m.Seed}, beam.GroupByKey(s, rows))
 }
@@ -415,7 +416,7 @@ func PlanOf(s beam.Scope, dirs, cons, boots, anchor beam.PCollection, m Method) 
 	s = s.Scope("filter.Plan")
 	o := m.gateOptions()
 	return beam.ParDo(s, &planFn{Kind: m.Gate, ScoreType: m.scoreType(), K: m.Files.K, Seed: m.Seed, Level: o.Boot.Level},
-		dirs, beam.SideInput{Input: cons}, beam.SideInput{Input: boots}, beam.SideInput{Input: anchor})
+		dirs, sideinput.Read(s, cons), sideinput.Read(s, boots), sideinput.Read(s, anchor))
 }
 
 type planFn struct {
@@ -605,7 +606,7 @@ func (f *scorePlanSplitFn) ProcessElement(ctx context.Context, b BoundSplit, ok 
 //	PCollection<schemas.Sketch>, singleton PCollection<Plan> -> (PCollection<keep.Scored>, PCollection<Failure>)
 func ScorePlan(s beam.Scope, sketches, plan beam.PCollection) (scored, failed beam.PCollection) {
 	s = s.Scope("filter.ScorePlan")
-	return beam.ParDo2(s, &scorePlanFn{}, sketches, beam.SideInput{Input: plan})
+	return beam.ParDo2(s, &scorePlanFn{}, sketches, sideinput.Read(s, plan))
 }
 
 type scorePlanFn struct{ pl planIndex }
@@ -762,7 +763,7 @@ func (f *groupSplitFn) ProcessElement(ctx context.Context, b BoundSplit, member 
 //	PCollection<schemas.Sketch>, PCollection<LangCount> -> (PCollection<Member>, PCollection<KV<string, GroupPart>>)
 func Group(s beam.Scope, sketches, counts beam.PCollection, m Method) (members, parts beam.PCollection) {
 	s = s.Scope("filter.Group")
-	return beam.ParDo2(s, &groupFn{Size: m.GroupSize, Seed: m.Seed}, sketches, beam.SideInput{Input: counts})
+	return beam.ParDo2(s, &groupFn{Size: m.GroupSize, Seed: m.Seed}, sketches, sideinput.Read(s, counts))
 }
 
 type groupFn struct {
@@ -795,7 +796,7 @@ type GroupScore struct {
 //	PCollection<KV<string, GroupPart>>, singleton PCollection<Plan> -> PCollection<GroupScore>
 func GroupScores(s beam.Scope, parts, plan beam.PCollection) beam.PCollection {
 	s = s.Scope("filter.GroupScores")
-	return beam.ParDo(s, &groupScoreFn{}, beam.GroupByKey(s, parts), beam.SideInput{Input: plan})
+	return beam.ParDo(s, &groupScoreFn{}, beam.GroupByKey(s, parts), sideinput.Read(s, plan))
 }
 
 type groupScoreFn struct{ pl planIndex }
@@ -833,7 +834,7 @@ func (f *groupScoreFn) ProcessElement(key string, partsIt func(*GroupPart) bool,
 //	PCollection<Member>, PCollection<GroupScore> -> (PCollection<keep.Scored>, PCollection<Failure>)
 func JoinGroups(s beam.Scope, members, scores beam.PCollection) (scored, failed beam.PCollection) {
 	s = s.Scope("filter.JoinGroups")
-	return beam.ParDo2(s, &joinGroupFn{}, members, beam.SideInput{Input: scores})
+	return beam.ParDo2(s, &joinGroupFn{}, members, sideinput.Read(s, scores))
 }
 
 type joinGroupFn struct{ m map[string]GroupScore }
@@ -873,7 +874,7 @@ func RankPlan(s beam.Scope, scored, plan beam.PCollection, opts Options) (verdic
 	mustType("filter.RankPlan", scored, reflect.TypeOf(keep.Scored{}))
 	cutoff := beam.Create(s, keep.Cutoff{Keep: -1})
 	if opts.Keep.Rule == keep.GlobalTop {
-		open := beam.ParDo(s, &openOnlyFn{}, scored, beam.SideInput{Input: plan})
+		open := beam.ParDo(s, &openOnlyFn{}, scored, sideinput.Read(s, plan))
 		cutoff = globalCutoff(s, open, opts.Keep.Rho)
 	}
 	decisions, stats := rankBuckets(s, beam.ParDo(s, &scoreBatchFn{}, scored), cutoff, plan, opts)

@@ -305,7 +305,7 @@ func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks fu
 		rows = append(rows, b.Rows...)
 	}
 	bucketRowsDist.Update(ctx, int64(len(rows)))
-	first, nFinite := 0, 0
+	first, nFinite, own := 0, 0, int64(-1)
 	var ck string
 	var c BucketCount
 	for counts(&ck, &c) {
@@ -320,6 +320,15 @@ func (f *rankBucketFn) ProcessElement(ctx context.Context, key string, blocks fu
 		if cb < bucket {
 			first += int(c.N)
 		}
+		if cb == bucket {
+			own = c.N
+		}
+	}
+	// The counts were taken from the same rows; a mismatch means a side
+	// input read before it was complete (internal/sideinput), which would
+	// otherwise rank silently wrong.
+	if own != int64(len(rows)) {
+		return fmt.Errorf("filter: rank bucket %s holds %d rows but its count says %d", key, len(rows), own)
 	}
 	// Sketches of one pair id are excluded before scoring (ValidateBlocks);
 	// were two left, SplitFiles would dead-letter the pair for its two

@@ -1,10 +1,12 @@
 package filter
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -282,4 +284,31 @@ func emitDecisions(vs []keep.Verdict, st *Stats, audit *schemas.Decision, emit f
 	}
 	slices.Sort(scores)
 	st.Quantiles = report.Quantiles(scores)
+}
+
+// A bucket whose counts side input does not hold its own count (read before
+// it was complete, or wrong) fails instead of ranking with a wrong first
+// rank or finite count.
+func TestRankBucketRefusesIncompleteCounts(t *testing.T) {
+	var sb ScoreBlock
+	sb.Lang = "en"
+	for i := range 4 {
+		sb.Rows = append(sb.Rows, keep.Scored{PairID: fmt.Sprintf("p%d", i), Lang: "en", Score: float64(i)})
+	}
+	for name, counts := range map[string][]BucketCount{"missing": nil, "short": {{N: 3, Finite: 3}}} {
+		f := &rankBucketFn{R: *newRankFn(rankOptions("test", Options{Keep: keep.Options{Rule: keep.Top, Rho: 0.5}}))}
+		cs := counts
+		err := f.ProcessElement(context.Background(), bucketKey("en", 0), iterOf([]ScoreBlock{sb}),
+			func(k *string, c *BucketCount) bool {
+				if len(cs) == 0 {
+					return false
+				}
+				*k, *c, cs = bucketKey("en", 0), cs[0], cs[1:]
+				return true
+			}, iterOf[keep.Cutoff](nil), iterOf[LangFit](nil), iterOf[Plan](nil),
+			func(DecisionBlock) { t.Errorf("%s: decisions emitted", name) }, func(string, StatsPart) {})
+		if err == nil || !strings.Contains(err.Error(), "holds 4 rows but its count says") {
+			t.Errorf("%s counts: err = %v", name, err)
+		}
+	}
 }

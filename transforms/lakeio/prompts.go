@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/congrad-beam/congrad/internal/sideinput"
 	"github.com/congrad-beam/congrad/schemas"
 )
 
@@ -89,7 +90,7 @@ func TryReadPrompts(s beam.Scope, glob string, opts ReadOptions) (good, dead bea
 	splits := beam.ParDo(s, &expandFn{Glob: glob, Opts: o}, beam.Impulse(s))
 	splits = beam.Reshuffle(s, splits)
 	keyed, readDead, lines := beam.ParDo3(s, &readPromptsFn{Opts: o}, splits)
-	good, dupDead := beam.ParDo2(s, &dedupPromptsFn{}, beam.GroupByKey(s, keyed), beam.SideInput{Input: lines})
+	good, dupDead := beam.ParDo2(s, &dedupPromptsFn{}, beam.GroupByKey(s, keyed), sideinput.Read(s, lines))
 	return good, beam.Flatten(s, readDead, dupDead), nil
 }
 
