@@ -56,6 +56,7 @@ type SelectOptions struct {
 	RankBucketRows int
 
 	groupsHeld     int              // tests: the group pass's flush cap (0: its memory budget)
+	spillDir       string           // Config.SpillDir, for the group pass (filter.Method.SpillDir)
 	anchorSketches beam.PCollection // BuildRun: PCollection<schemas.Sketch> of the anchor pairs
 }
 
@@ -115,7 +116,8 @@ func (o *SelectOptions) Validate() error {
 // method returns the filter's method options and whether the method passes
 // (a gate or group scoring) replace the pair filter's scoring.
 func (o SelectOptions) method(files filter.FileOptions) (filter.Method, bool) {
-	m := filter.Method{GroupSize: o.GroupSize, Seed: o.Seed, Files: files, GroupsHeld: o.groupsHeld, Boot: o.boot()}
+	m := filter.Method{GroupSize: o.GroupSize, Seed: o.Seed, Files: files, GroupsHeld: o.groupsHeld, Boot: o.boot(),
+		SpillDir: o.spillDir}
 	switch o.Gate {
 	case GateLeaveOut:
 		m.Gate = filter.GateLeaveOut

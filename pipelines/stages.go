@@ -151,7 +151,9 @@ func sketchStage(s beam.Scope, c *Config, pairs beam.PCollection, cnt *Counter) 
 func selectStage(s beam.Scope, c *Config, pairs, sketches, upstreamFail beam.PCollection, cnt *Counter, extraDead ...beam.PCollection) error {
 	// Pairs that failed before select reach Split as failures, so each pair
 	// leaves once, as one dead letter with the upstream reason.
-	sel, err := selectWithFailures(s, pairs, sketches, upstreamFail, c.Select)
+	so := c.Select
+	so.spillDir = c.SpillDir
+	sel, err := selectWithFailures(s, pairs, sketches, upstreamFail, so)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,17 @@
 package filter
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +65,12 @@ type Method struct {
 	// GroupsHeld caps the group sums a group pass holds before it emits
 	// them (0: the memory budget, maxGroupsPerFlush).
 	GroupsHeld int
+	// SpillDir, when set (an absolute local path every worker shares, as
+	// on Prism in-process), makes the group pass write its partial sums to
+	// files there and shuffle only where they are: Prism holds every
+	// shuffled byte in memory, several times over. The caller removes it
+	// after the pipeline.
+	SpillDir string
 }
 
 // Gates (Method.Gate).
@@ -659,10 +672,18 @@ type Member struct {
 	Group        int
 }
 
-// GroupPart is a partial sum of one group's sketches.
+// GroupPart is a partial sum of one group's sketches: Sum (float64) for
+// several sketches, One (the sketch's float32 values, the same sum exactly)
+// for one; or, when the group pass spills (Method.SpillDir), neither, and
+// the values are at Off in File (k float32 when Single, else k float64,
+// little-endian).
 type GroupPart struct {
-	Key string // orders the parts of a group
-	Sum []float64
+	Key    string // orders the parts of a group
+	Sum    []float64
+	One    []float32
+	File   string
+	Off    int64
+	Single bool
 }
 
 // groupBudget bounds a group pass's memory: it holds at most
@@ -706,7 +727,24 @@ func GroupFiles(s beam.Scope, splits, excluded, counts beam.PCollection, m Metho
 	if held <= 0 {
 		held = maxGroupsPerFlush(m.Files.K)
 	}
-	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held}, bindSplitsWith(s, splits, excluded, counts, bindCountsFn))
+	spill := ""
+	if m.SpillDir != "" {
+		if !filepath.IsAbs(m.SpillDir) || strings.Contains(m.SpillDir, "://") {
+			panic(fmt.Sprintf("filter: group pass SpillDir %q: want an absolute local path", m.SpillDir))
+		}
+		spill = filepath.Join(m.SpillDir, "group-"+randomHex())
+	}
+	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held, Spill: spill},
+		bindSplitsWith(s, splits, excluded, counts, bindCountsFn))
+}
+
+// randomHex names a pipeline's spill directory (16 hex digits).
+func randomHex() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("filter: random spill name: %v", err))
+	}
+	return hex.EncodeToString(b[:])
 }
 
 type groupSplitFn struct {
@@ -714,21 +752,104 @@ type groupSplitFn struct {
 	Size  int
 	Seed  uint64
 	Held  int
+	Spill string // this pass's spill directory ("" = partial sums go through the shuffle)
 	ex    excludedSet
 	gi    groupIndex
+}
+
+// groupSum is a partial sum being built: the first sketch is kept as it
+// is (float32) and only a second one makes it a float64 sum.
+type groupSum struct {
+	one []float32
+	sum []float64
+}
+
+// add adds v, which it does not keep (eachSketch's values live only as
+// long as their batch).
+func (g *groupSum) add(v []float32) {
+	if g.sum == nil && g.one == nil {
+		g.one = slices.Clone(v)
+		return
+	}
+	if g.sum == nil {
+		g.sum = make([]float64, len(v))
+		for j, x := range g.one {
+			g.sum[j] = float64(x)
+		}
+		g.one = nil
+	}
+	for j, x := range v {
+		g.sum[j] += float64(x)
+	}
+}
+
+// spillParts writes a flush's partial sums, in key order, to one new file
+// under dir and returns where each is.
+func spillParts(dir string, keys []string, sums map[string]*groupSum, part func(string, GroupPart), key string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "parts-*")
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var off int64
+	var parts []GroupPart
+	var buf []byte
+	for _, k := range keys {
+		g := sums[k]
+		buf = buf[:0]
+		if g.sum == nil {
+			for _, x := range g.one {
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+			}
+		} else {
+			for _, x := range g.sum {
+				buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(x))
+			}
+		}
+		if _, err := w.Write(buf); err != nil {
+			f.Close()
+			return err
+		}
+		parts = append(parts, GroupPart{Key: key, File: f.Name(), Off: off, Single: g.sum == nil})
+		off += int64(len(buf))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		part(k, parts[i])
+	}
+	return nil
 }
 
 func (f *groupSplitFn) ProcessElement(ctx context.Context, b BoundSplit, member func(Member), part func(string, GroupPart)) error {
 	sp, excluded := b.Split, beamiter.Of(b.Excluded)
 	f.gi.load(beamiter.Of(b.Counts), f.Size)
-	sums := map[string][]float64{}
+	sums := map[string]*groupSum{}
 	flushes := 0
-	flush := func() {
-		for _, k := range sortedMapKeys(sums) {
-			part(k, GroupPart{Key: fmt.Sprintf("%s\x00%08d", splitKey(sp), flushes), Sum: sums[k]})
+	flush := func() error {
+		key := fmt.Sprintf("%s\x00%08d", splitKey(sp), flushes)
+		keys := sortedMapKeys(sums)
+		if f.Spill != "" && len(keys) > 0 {
+			if err := spillParts(f.Spill, keys, sums, part, key); err != nil {
+				return fmt.Errorf("filter: group pass: spill: %w", err)
+			}
+		} else {
+			for _, k := range keys {
+				g := sums[k]
+				part(k, GroupPart{Key: key, Sum: g.sum, One: g.one})
+			}
 		}
-		sums = map[string][]float64{}
+		sums = map[string]*groupSum{}
 		flushes++
+		return nil
 	}
 	err := eachSketch(ctx, sp, f.Files, func(sk schemas.Sketch) error {
 		if f.ex.has(sk.PairID, excluded) || checkSketch(sk, f.Files.K) != "" {
@@ -740,21 +861,20 @@ func (f *groupSplitFn) ProcessElement(ctx context.Context, b BoundSplit, member 
 		sum, ok := sums[k]
 		if !ok {
 			if len(sums) >= f.Held {
-				flush()
+				if err := flush(); err != nil {
+					return err
+				}
 			}
-			sum = make([]float64, f.Files.K)
+			sum = &groupSum{}
 			sums[k] = sum
 		}
-		for j, x := range sk.Values {
-			sum[j] += float64(x)
-		}
+		sum.add(sk.Values)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	flush()
-	return nil
+	return flush()
 }
 
 // Group is GroupFiles for checked sketches in a PCollection: each sketch
@@ -776,11 +896,7 @@ func (f *groupFn) ProcessElement(sk schemas.Sketch, counts func(*LangCount) bool
 	f.gi.load(counts, f.Size)
 	g := gate.HashGroup(f.Seed, sk.PairID, f.gi.m[sk.Lang])
 	member(Member{PairID: sk.PairID, Lang: sk.Lang, Group: g})
-	sum := make([]float64, len(sk.Values))
-	for j, x := range sk.Values {
-		sum[j] = float64(x)
-	}
-	part(groupKey(sk.Lang, g), GroupPart{Key: sk.PairID, Sum: sum})
+	part(groupKey(sk.Lang, g), GroupPart{Key: sk.PairID, One: sk.Values})
 }
 
 // GroupScore is one group's score (Err: why it has none).
@@ -799,7 +915,81 @@ func GroupScores(s beam.Scope, parts, plan beam.PCollection) beam.PCollection {
 	return beam.ParDo(s, &groupScoreFn{}, beam.GroupByKey(s, parts), sideinput.Read(s, plan))
 }
 
-type groupScoreFn struct{ pl planIndex }
+type groupScoreFn struct {
+	pl    planIndex
+	buf   []byte
+	files map[string]*os.File
+}
+
+// addPart adds one partial sum (in memory or spilled) into sum.
+func (f *groupScoreFn) addPart(sum []float64, p GroupPart) error {
+	k := len(sum)
+	switch {
+	case p.File != "":
+		size := 8
+		if p.Single {
+			size = 4
+		}
+		if cap(f.buf) < k*size {
+			f.buf = make([]byte, k*size)
+		}
+		b := f.buf[:k*size]
+		if err := f.readAt(p.File, p.Off, b); err != nil {
+			return fmt.Errorf("spilled partial sum: %w", err)
+		}
+		if p.Single {
+			for j := range sum {
+				sum[j] += float64(math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:])))
+			}
+		} else {
+			for j := range sum {
+				sum[j] += math.Float64frombits(binary.LittleEndian.Uint64(b[8*j:]))
+			}
+		}
+	case p.One != nil:
+		if len(p.One) != k {
+			return fmt.Errorf("partial sum of %d values, want k=%d", len(p.One), k)
+		}
+		for j, x := range p.One {
+			sum[j] += float64(x)
+		}
+	default:
+		if len(p.Sum) != k {
+			return fmt.Errorf("partial sum of %d values, want k=%d", len(p.Sum), k)
+		}
+		for j, x := range p.Sum {
+			sum[j] += x
+		}
+	}
+	return nil
+}
+
+// readAt reads len(b) bytes at off of a spill file, kept open until
+// Teardown.
+func (f *groupScoreFn) readAt(name string, off int64, b []byte) error {
+	h, ok := f.files[name]
+	if !ok {
+		var err error
+		if h, err = os.Open(name); err != nil {
+			return err
+		}
+		if f.files == nil {
+			f.files = map[string]*os.File{}
+		}
+		f.files[name] = h
+	}
+	_, err := h.ReadAt(b, off)
+	return err
+}
+
+// Teardown closes the spill files read (one per flush of the group pass;
+// FinishBundle would have to take the side input too).
+func (f *groupScoreFn) Teardown() {
+	for name, h := range f.files {
+		h.Close()
+		delete(f.files, name)
+	}
+}
 
 func (f *groupScoreFn) ProcessElement(key string, partsIt func(*GroupPart) bool, planIt func(*Plan) bool) (GroupScore, error) {
 	if err := f.pl.load(planIt); err != nil {
@@ -811,10 +1001,10 @@ func (f *groupScoreFn) ProcessElement(key string, partsIt func(*GroupPart) bool,
 		ps = append(ps, p)
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Key < ps[j].Key })
-	sum := make([]float64, len(ps[0].Sum))
+	sum := make([]float64, f.pl.plan.K)
 	for _, p := range ps {
-		for j, x := range p.Sum {
-			sum[j] += x
+		if err := f.addPart(sum, p); err != nil {
+			return GroupScore{}, fmt.Errorf("filter: group %q: %w", key, err)
 		}
 	}
 	lang, _, _ := strings.Cut(key, "\x00")
