@@ -3,9 +3,7 @@ package filter
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -732,19 +730,10 @@ func GroupFiles(s beam.Scope, splits, excluded, counts beam.PCollection, m Metho
 		if !filepath.IsAbs(m.SpillDir) || strings.Contains(m.SpillDir, "://") {
 			panic(fmt.Sprintf("filter: group pass SpillDir %q: want an absolute local path", m.SpillDir))
 		}
-		spill = filepath.Join(m.SpillDir, "group-"+randomHex())
+		spill = filepath.Join(m.SpillDir, "group-"+lakeio.RandomHex(8))
 	}
 	return beam.ParDo2(s, &groupSplitFn{Files: m.Files, Size: m.GroupSize, Seed: m.Seed, Held: held, Spill: spill},
 		bindSplitsWith(s, splits, excluded, counts, bindCountsFn))
-}
-
-// randomHex names a pipeline's spill directory (16 hex digits).
-func randomHex() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("filter: random spill name: %v", err))
-	}
-	return hex.EncodeToString(b[:])
 }
 
 type groupSplitFn struct {

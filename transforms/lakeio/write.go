@@ -89,7 +89,7 @@ func TryWrite(s beam.Scope, prefix string, col beam.PCollection, opts WriteOptio
 	}
 	sp := shardParams{Prefix: prefix, Format: o.Format, Shards: o.Shards, RowGroupRows: o.RowGroupRows}
 	if o.SpillDir != "" {
-		sp.Spill = filepath.Join(o.SpillDir, "write-"+randomHex(8))
+		sp.Spill = filepath.Join(o.SpillDir, "write-"+RandomHex(8))
 	}
 	keyed := beam.ParDo(s, &shardFn{Codec: co, Shards: o.Shards, Spill: sp.Spill}, col)
 	grouped := beam.GroupByKey(s, keyed)
@@ -319,9 +319,11 @@ func (o *onceCloser) Close() error {
 	return o.err
 }
 
-func tmpSuffix() string { return ".tmp-" + randomHex(6) }
+func tmpSuffix() string { return ".tmp-" + RandomHex(6) }
 
-func randomHex(n int) string {
+// RandomHex is n random bytes in hex: names for spill directories and
+// temporary files that no other run or retry picks.
+func RandomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
