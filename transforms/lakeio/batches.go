@@ -74,6 +74,9 @@ func EachBatch(ctx context.Context, sp Split, cols []string, batchRows int, fn f
 		return fmt.Errorf("%w %s: not a Parquet file: %v", ErrUnreadable, sp.Path, err)
 	}
 	defer pf.Close()
+	if n := int64(pf.NumRowGroups()); sp.Start < 0 || sp.End > n || sp.Start > sp.End {
+		return fmt.Errorf("%w %s: split of row groups [%d, %d) but the file has %d", ErrUnreadable, sp.Path, sp.Start, sp.End, n)
+	}
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(batchRows)}, memory.DefaultAllocator)
 	if err != nil {
 		return fmt.Errorf("%w %s: %v", ErrUnreadable, sp.Path, err)

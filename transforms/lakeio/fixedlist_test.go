@@ -2,10 +2,12 @@ package lakeio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -91,6 +93,33 @@ func TestEachBatchDirectFixedList(t *testing.T) {
 				}
 				got[i].Release()
 				want[i].Release()
+			}
+		}
+	}
+}
+
+// A split outside the file's row groups is an error naming the file and
+// the range, not a panic (the file has 3 row groups).
+func TestEachBatchSplitOutOfRange(t *testing.T) {
+	c, _ := codecFor(codecOpts{Kind: "sketch", K: 4, Spec: "test-spec"})
+	b := c.newBuffer()
+	for _, s := range schematest.Sketches(25, 4) {
+		b.add(s)
+	}
+	path := filepath.Join(t.TempDir(), "sk.parquet")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := encode(c, b.(rowSet), f, shardParams{Format: Parquet, RowGroupRows: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range []Split{{Start: 0, End: 4}, {Start: -1, End: 1}, {Start: 2, End: 1}} {
+		sp.Path, sp.Format = path, Parquet
+		for _, cols := range [][]string{nil, {"pair_id"}} {
+			err := EachBatch(context.Background(), sp, cols, 8, func(arrow.RecordBatch) error { return nil })
+			if !errors.Is(err, ErrUnreadable) || !strings.Contains(err.Error(), "the file has 3") {
+				t.Errorf("split [%d, %d) cols %v: err = %v", sp.Start, sp.End, cols, err)
 			}
 		}
 	}
