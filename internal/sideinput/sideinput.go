@@ -9,7 +9,7 @@
 // a side input produced downstream of another GroupByKey (a sibling combine,
 // say) still has its input pending at the same timestamp: the check passes,
 // the bundle runs, and the side input reads as empty. Seen in CI as a plan
-// stage reading no consensus about once in 60 runs
+// stage reading no consensus about once in 45 runs
 // (pipelines TestMethodOptionsMatchReference/group8-flush3).
 //
 // Settled copies a PCollection through a stage whose main input is an
