@@ -574,3 +574,17 @@ func TestGroupPassSpillSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// A spill directory that is not an absolute local path is refused when the
+// config is validated (before any pipeline is built), naming it.
+func TestConfigRefusesRelativeSpillDir(t *testing.T) {
+	for _, dir := range []string{"spill", "gs://bucket/spill"} {
+		c := selectConfig(t.TempDir(), "positive")
+		c.Select.GroupSize = 8
+		c.SpillDir = dir
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "spill dir") || !strings.Contains(err.Error(), dir) {
+			t.Errorf("SpillDir %q: err = %v", dir, err)
+		}
+	}
+}

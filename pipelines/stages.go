@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -76,6 +77,9 @@ func (c *Config) Validate() error {
 	case "", "parquet", "arrow":
 	default:
 		return fmt.Errorf("config: format %q: want parquet or arrow", c.Format)
+	}
+	if c.SpillDir != "" && (!filepath.IsAbs(c.SpillDir) || strings.Contains(c.SpillDir, "://")) {
+		return fmt.Errorf("config: spill dir %q: want an absolute local path", c.SpillDir)
 	}
 	if err := c.Gradients.Validate(); err != nil {
 		return err
